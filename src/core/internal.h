@@ -1,0 +1,32 @@
+/* Internal helpers shared by the core modules. Not installed.
+ * Non-static internal symbols use the resil__ prefix and stay hidden in the
+ * shared library (-fvisibility=hidden). */
+#ifndef RESIL_CORE_INTERNAL_H
+#define RESIL_CORE_INTERNAL_H
+
+#include <stddef.h>
+
+#include "resil/alloc.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RESIL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RESIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define RESIL_LIKELY(x) (x)
+#define RESIL_UNLIKELY(x) (x)
+#endif
+
+#define RESIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* An allocator with every hook set: a NULL malloc in `in` means libc. */
+resil_allocator resil__alloc_resolve(const resil_allocator *in);
+void *resil__alloc(const resil_allocator *a, size_t n);
+void *resil__calloc(const resil_allocator *a, size_t n);
+void resil__free(const resil_allocator *a, void *p);
+
+/* ASCII-only, locale-independent helpers. */
+int resil__ascii_lower(int c);
+int resil__strcaseeq(const char *a, const char *b);
+int resil__strncaseeq(const char *a, const char *b, size_t n);
+
+#endif
