@@ -1,0 +1,329 @@
+/* The retry engine: one state machine (resil_retry_next) behind the step API
+ * and the blocking call. See include/resil/retry.h for the decision order. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "resil/retry.h"
+
+struct resil_retry_policy {
+  resil_retry_config cfg;
+  resil_allocator alloc;
+  /* Only the seeded-jitter stream counter changes after creation; it is
+   * touched on the retry path, never on the success path. */
+  atomic_uint_fast64_t streams;
+  int timed; /* read the clock at begin/stop */
+};
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *resil_stop_reason_text(resil_stop_reason r) {
+  switch (r) {
+#define RESIL__STOP_TEXT(name, value, text)                                    \
+  case RESIL_STOP_##name:                                                      \
+    return text;
+    RESIL_STOP_MAP(RESIL__STOP_TEXT)
+#undef RESIL__STOP_TEXT
+  }
+  return "unknown";
+}
+
+const char *resil_stop_reason_name(resil_stop_reason r) {
+  switch (r) {
+    case RESIL_STOP_NONE: return "none";
+    case RESIL_STOP_SUCCESS: return "success";
+    case RESIL_STOP_FATAL: return "fatal";
+    case RESIL_STOP_ATTEMPTS: return "attempts";
+    case RESIL_STOP_DEADLINE: return "deadline";
+    case RESIL_STOP_RETRY_AFTER: return "retry_after";
+    case RESIL_STOP_CANCELLED: return "cancelled";
+    case RESIL_STOP_VERIFIED: return "verified";
+  }
+  return "unknown";
+}
+
+/* ---- policy ------------------------------------------------------------- */
+
+void resil_retry_config_init(resil_retry_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->size = sizeof *cfg;
+  cfg->max_attempts = 5;
+  cfg->max_elapsed = RESIL_NS_MAX;
+  resil_backoff_init(&cfg->backoff);
+  cfg->retry_after_max = 60 * RESIL_SEC;
+  cfg->retry_after_clamp = 0;
+  cfg->measure_time = 1;
+  cfg->clock = resil_clock_system();
+  cfg->alloc = resil_allocator_default();
+}
+
+resil_err resil_retry_policy_new(resil_retry_policy **out, const resil_retry_config *cfg) {
+  if (out == NULL) return RESIL_EINVAL;
+  *out = NULL;
+  /* This is the first version of the struct: it must be exactly as large as
+   * ours. Later versions will accept older (smaller) sizes and default the
+   * fields those callers do not know. */
+  if (cfg == NULL || cfg->size != sizeof *cfg) return RESIL_EINVAL;
+  if (resil_backoff_validate(&cfg->backoff) != RESIL_OK) return RESIL_EINVAL;
+  if (cfg->max_elapsed <= 0 || cfg->retry_after_max < 0) return RESIL_EINVAL;
+  if (cfg->clock.now == NULL || cfg->clock.sleep == NULL) return RESIL_EINVAL;
+  if (cfg->alloc.malloc && (cfg->alloc.free == NULL || cfg->alloc.realloc == NULL))
+    return RESIL_EINVAL;
+
+  resil_allocator a = resil__alloc_resolve(&cfg->alloc);
+  resil_retry_policy *p = resil__calloc(&a, sizeof *p);
+  if (p == NULL) return RESIL_ENOMEM;
+  p->cfg = *cfg;
+  p->alloc = a;
+  p->cfg.alloc = a;
+  atomic_init(&p->streams, 0);
+  p->timed = cfg->measure_time || cfg->max_elapsed != RESIL_NS_MAX;
+  *out = p;
+  return RESIL_OK;
+}
+
+void resil_retry_policy_free(resil_retry_policy *p) {
+  if (p == NULL) return;
+  resil_allocator a = p->alloc;
+  resil__free(&a, p);
+}
+
+void resil_retry_policy_config(const resil_retry_policy *p, resil_retry_config *out) {
+  *out = p->cfg;
+}
+
+/* ---- state machine ------------------------------------------------------ */
+
+static resil_ns now_of(const resil_retry_policy *p) {
+  return p->cfg.clock.now(p->cfg.clock.ud);
+}
+
+/* begin with a start time the caller already read (-1 when untimed). */
+static void begin_at(resil_retry_state *st, const resil_retry_policy *p, resil_cancel *cancel,
+                     void *call_ud, resil_ns start) {
+  st->policy_ = p;
+  st->cancel_ = cancel;
+  st->call_ud_ = call_ud;
+  st->attempts_ = 0;
+  st->reason_ = RESIL_STOP_NONE;
+  st->rng_ready_ = 0;
+  st->slept_ = 0;
+  st->prev_delay_ = 0;
+  st->refused_ = 0;
+  st->end_ = -1;
+  st->last_.kind = RESIL_OUTCOME_UNSET;
+  st->last_.code = 0;
+  st->last_.retry_after = 0;
+  st->last_.uncertain = 0;
+  st->start_ = start;
+  st->deadline_ = RESIL_NS_MAX;
+  if (start >= 0 && p->cfg.max_elapsed != RESIL_NS_MAX)
+    st->deadline_ = resil_ns_add(start, p->cfg.max_elapsed);
+}
+
+void resil_retry_begin(resil_retry_state *st, const resil_retry_policy *p,
+                       resil_cancel *cancel, void *call_ud) {
+  begin_at(st, p, cancel, call_ud, p->timed ? now_of(p) : -1);
+}
+
+static resil_ns elapsed_at(const resil_retry_state *st, resil_ns now) {
+  return st->start_ < 0 ? -1 : now - st->start_;
+}
+
+static resil_step stop_step(resil_stop_reason r) {
+  resil_step s = {RESIL_STEP_STOP, 0, r, 0};
+  return s;
+}
+
+static resil_step finish(resil_retry_state *st, resil_stop_reason r, resil_ns now) {
+  const resil_retry_policy *p = st->policy_;
+  st->reason_ = r;
+  if (st->start_ >= 0) st->end_ = now >= 0 ? now : now_of(p);
+  if (r != RESIL_STOP_SUCCESS && r != RESIL_STOP_VERIFIED && p->cfg.on_give_up) {
+    resil_retry_result res;
+    resil_retry_result_get(st, &res);
+    p->cfg.on_give_up(p->cfg.ud, &res, st->call_ud_);
+  }
+  return stop_step(r);
+}
+
+static resil_rng *call_rng(resil_retry_state *st) {
+  if (!st->rng_ready_) {
+    const resil_retry_policy *p = st->policy_;
+    if (p->cfg.use_seed) {
+      uint64_t k = atomic_fetch_add_explicit((atomic_uint_fast64_t *)&p->streams, 1,
+                                             memory_order_relaxed);
+      resil_rng_seed(&st->rng_, p->cfg.seed ^ (k * 0xD1B54A32D192ED03ull));
+    } else {
+      (void)resil_rng_seed_os(&st->rng_); /* falls back to a clock-based seed */
+    }
+    st->rng_ready_ = 1;
+  }
+  return &st->rng_;
+}
+
+/* Resolve an UNSET outcome: the policy's classify first, then the default
+ * rule (0 = success, anything else retryable). */
+static inline void classify(const resil_retry_config *c, resil_outcome *o) {
+  if (o->kind != RESIL_OUTCOME_UNSET) return;
+  if (c->classify) c->classify(c->ud, o->code, o);
+  if (o->kind == RESIL_OUTCOME_UNSET)
+    o->kind = o->code == 0 ? RESIL_OUTCOME_SUCCESS : RESIL_OUTCOME_RETRYABLE;
+}
+
+resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
+  if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
+  const resil_retry_policy *p = st->policy_;
+  const resil_retry_config *c = &p->cfg;
+
+  resil_outcome out = *o;
+  classify(c, &out);
+  st->attempts_++;
+  st->last_ = out;
+
+  if (RESIL_LIKELY(out.kind == RESIL_OUTCOME_SUCCESS)) return finish(st, RESIL_STOP_SUCCESS, -1);
+  if (out.kind == RESIL_OUTCOME_FATAL || out.kind > RESIL_OUTCOME_RETRY_AFTER)
+    return finish(st, RESIL_STOP_FATAL, -1);
+  if (resil_cancel_fired(st->cancel_)) return finish(st, RESIL_STOP_CANCELLED, -1);
+  if (c->max_attempts != 0 && st->attempts_ >= c->max_attempts)
+    return finish(st, RESIL_STOP_ATTEMPTS, -1);
+
+  resil_rng *rng = c->backoff.jitter == RESIL_JITTER_NONE ? NULL : call_rng(st);
+  resil_ns backoff = resil_backoff_delay(&c->backoff, st->attempts_, st->prev_delay_, rng);
+  resil_ns delay = backoff;
+  if (out.kind == RESIL_OUTCOME_RETRY_AFTER) {
+    resil_ns want = out.retry_after < 0 ? 0 : out.retry_after;
+    if (want > c->retry_after_max) {
+      if (!c->retry_after_clamp) {
+        st->refused_ = want;
+        return finish(st, RESIL_STOP_RETRY_AFTER, -1);
+      }
+      want = c->retry_after_max;
+    }
+    if (want > delay) delay = want;
+  }
+
+  resil_ns now = -1;
+  if (st->start_ >= 0) {
+    now = now_of(p);
+    if (st->deadline_ != RESIL_NS_MAX && (now > st->deadline_ || delay > st->deadline_ - now)) {
+      st->refused_ = delay;
+      return finish(st, RESIL_STOP_DEADLINE, now);
+    }
+  }
+
+  st->prev_delay_ = backoff;
+  st->slept_ = resil_ns_add(st->slept_, delay);
+  if (c->on_retry) {
+    resil_retry_event ev = {st->attempts_, c->max_attempts, delay, &st->last_,
+                            now >= 0 ? elapsed_at(st, now) : -1, st->call_ud_};
+    c->on_retry(c->ud, &ev);
+  }
+  resil_step s = {RESIL_STEP_RETRY, delay, RESIL_STOP_NONE, out.uncertain != 0};
+  return s;
+}
+
+void resil_retry_verified(resil_retry_state *st) {
+  if (st->reason_ == RESIL_STOP_NONE) finish(st, RESIL_STOP_VERIFIED, -1);
+}
+
+resil_step resil_retry_abort(resil_retry_state *st) {
+  if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
+  return finish(st, RESIL_STOP_CANCELLED, -1);
+}
+
+resil_ns resil_retry_remaining(const resil_retry_state *st) {
+  if (st->deadline_ == RESIL_NS_MAX) return RESIL_NS_MAX;
+  resil_ns now = now_of(st->policy_);
+  return now >= st->deadline_ ? 0 : st->deadline_ - now;
+}
+
+resil_ns resil_retry_attempt_timeout(const resil_retry_state *st, resil_ns per_attempt) {
+  resil_ns left = resil_retry_remaining(st);
+  if (per_attempt <= 0) return left;
+  return per_attempt < left ? per_attempt : left;
+}
+
+uint32_t resil_retry_attempts(const resil_retry_state *st) { return st->attempts_; }
+
+void resil_retry_result_get(const resil_retry_state *st, resil_retry_result *out) {
+  out->reason = (resil_stop_reason)st->reason_;
+  out->attempts = st->attempts_;
+  out->last = st->last_;
+  out->slept = st->slept_;
+  out->refused_delay = st->refused_;
+  if (st->start_ < 0) out->elapsed = -1;
+  else if (st->end_ >= 0) out->elapsed = st->end_ - st->start_;
+  else out->elapsed = now_of(st->policy_) - st->start_;
+}
+
+/* ---- blocking call ------------------------------------------------------ */
+
+static resil_err err_of(resil_stop_reason r) {
+  switch (r) {
+    case RESIL_STOP_SUCCESS:
+    case RESIL_STOP_VERIFIED: return RESIL_OK;
+    case RESIL_STOP_CANCELLED: return RESIL_ECANCELED;
+    default: return RESIL_EFAILED;
+  }
+}
+
+resil_err resil_retry_call(const resil_retry_policy *p, resil_op_fn op, resil_verify_fn verify,
+                           void *call_ud, resil_cancel *cancel, resil_retry_result *result) {
+  if (p == NULL || op == NULL) return RESIL_EINVAL;
+  const resil_retry_config *c = &p->cfg;
+  const resil_clock *clk = &c->clock;
+  resil_ns start = p->timed ? clk->now(clk->ud) : -1;
+
+  /* First attempt outside the state machine: a call that succeeds at once
+   * (the common case) costs one indirect call and a few compares, and never
+   * touches the state, the RNG or the heap. */
+  resil_outcome o = {RESIL_OUTCOME_UNSET, 0, 0, 0};
+  int rc = op(call_ud, &o);
+  if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
+  classify(c, &o);
+  if (RESIL_LIKELY(o.kind == RESIL_OUTCOME_SUCCESS)) {
+    if (result) {
+      result->reason = RESIL_STOP_SUCCESS;
+      result->attempts = 1;
+      result->last = o;
+      result->slept = 0;
+      result->elapsed = start >= 0 ? clk->now(clk->ud) - start : -1;
+      result->refused_delay = 0;
+    }
+    return RESIL_OK;
+  }
+
+  resil_retry_state st;
+  begin_at(&st, p, cancel, call_ud, start);
+  for (;;) {
+    resil_step s = resil_retry_next(&st, &o);
+    if (s.kind == RESIL_STEP_STOP) break;
+
+    resil_ns t0 = st.start_ >= 0 ? clk->now(clk->ud) : -1;
+    resil_err e = clk->sleep(clk->ud, s.delay, cancel);
+    if (e == RESIL_ECANCELED || resil_cancel_fired(cancel)) {
+      /* Count only the part of the wait that actually passed. */
+      if (t0 >= 0) {
+        resil_ns waited = clk->now(clk->ud) - t0;
+        st.slept_ = resil_ns_add(resil_ns_sub(st.slept_, s.delay), waited < s.delay ? waited : s.delay);
+      }
+      resil_retry_abort(&st);
+      break;
+    }
+    if (s.verify && verify && verify(call_ud, &st.last_) > 0) {
+      resil_retry_verified(&st);
+      break;
+    }
+    o.kind = RESIL_OUTCOME_UNSET;
+    o.code = 0;
+    o.retry_after = 0;
+    o.uncertain = 0;
+    rc = op(call_ud, &o);
+    if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
+  }
+  resil_retry_result r;
+  resil_retry_result_get(&st, &r);
+  if (result) *result = r;
+  return err_of(r.reason);
+}
