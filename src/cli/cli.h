@@ -1,0 +1,119 @@
+/* The resil command-line tool: pieces shared by every subcommand.
+ *
+ * The CLI is a client of the public API in include/resil/ only, like curl's
+ * src/ is of libcurl: nothing here may reach into src/core. */
+#ifndef RESIL_CLI_H
+#define RESIL_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "resil/time.h"
+
+/* Exit statuses of resil itself. A command's own status is passed through
+ * untouched, so these follow the conventions of timeout(1), env(1) and the
+ * shell, where a wrapper's statuses must not collide with common ones. */
+enum cli_exit {
+  CLI_EXIT_OK = 0,
+  /* Bad command line (sysexits.h EX_USAGE): nothing was run. */
+  CLI_EXIT_USAGE = 64,
+  /* The last attempt was stopped by --attempt-timeout or by the --max-time
+   * deadline (timeout(1) uses the same number). */
+  CLI_EXIT_TIMEOUT = 124,
+  /* resil itself failed (could not fork, out of memory): the command's fate
+   * is unknown. */
+  CLI_EXIT_INTERNAL = 125,
+  /* The command exists but could not be executed (EACCES, ENOEXEC, ...). */
+  CLI_EXIT_CANNOT_RUN = 126,
+  /* The command was not found. */
+  CLI_EXIT_NOT_FOUND = 127,
+  /* 128 + N: the last attempt died from signal N, or resil was interrupted
+   * by signal N between attempts (the shell's convention). */
+  CLI_EXIT_SIGNAL_BASE = 128
+};
+
+/* One subcommand: `resil NAME ...`. Adding a command means adding a
+ * cmd_NAME.c with these two functions and one line in main.c's table. */
+typedef struct cli_command {
+  const char *name;
+  const char *summary; /* one line for `resil --help` */
+  /* argv[0] is the command name; returns the process exit status. */
+  int (*main)(int argc, char **argv);
+  void (*help)(FILE *out);
+} cli_command;
+
+int cmd_run_main(int argc, char **argv);
+void cmd_run_help(FILE *out);
+
+/* ---- messages ------------------------------------------------------------ */
+
+/* "resil: <text>\n" on stderr. Every line resil prints about itself starts
+ * with "resil: " so it is easy to tell apart from the command's output. */
+void cli_msg(const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Report a usage error for subcommand cmd ("run"; NULL for the top level):
+ * "resil: run: <text>" and "Try 'resil run --help'." on stderr. Returns
+ * CLI_EXIT_USAGE so callers can `return cli_usage_error(...)`. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- option parsing ------------------------------------------------------ */
+
+/* A small getopt_long replacement with resil's own error messages. Accepts
+ * "--name value", "--name=value", "-x value", "-xvalue" and bundled short
+ * flags ("-qv"). Parsing stops at "--" or at the first non-option argument,
+ * like env(1) and timeout(1), so the command's own options are never taken
+ * for resil's. */
+typedef struct cli_option {
+  const char *name; /* long name without "--" */
+  char short_name;  /* 0 for none */
+  int takes_value;
+  int id;           /* returned to the caller */
+} cli_option;
+
+typedef struct cli_optparser {
+  int argc;
+  char **argv;
+  int index;           /* next argv element to look at */
+  const char *bundle;  /* rest of a "-qv" bundle, or NULL */
+  const char *cmd;     /* for messages: "run" */
+  const cli_option *options; /* terminated by an entry with name NULL */
+  char name_buf[64];   /* "--name" of the option last returned */
+} cli_optparser;
+
+enum {
+  CLI_OPT_DONE = -1, /* no more options: operands start at p->index */
+  CLI_OPT_ERROR = -2 /* a usage error was printed */
+};
+
+/* argv[0] is skipped (it is the subcommand's name). */
+void cli_optparser_init(cli_optparser *p, int argc, char **argv, const char *cmd,
+                        const cli_option *options);
+/* Returns the next option's id, CLI_OPT_DONE or CLI_OPT_ERROR. Sets *value
+ * for options that take one (else NULL) and *name to "--long-name" for
+ * messages (the long name even when the short one was used, so a message
+ * names the option the way --help and the man page do). */
+int cli_optparser_next(cli_optparser *p, const char **name, const char **value);
+
+/* ---- values -------------------------------------------------------------- */
+
+/* Each parser prints a usage error naming the option and the bad text and
+ * returns CLI_EXIT_USAGE, or returns 0 on success. */
+int cli_parse_duration(const char *cmd, const char *opt, const char *text,
+                       resil_ns *out);
+/* A decimal number in [0, max]: digits only, no sign, no spaces. */
+int cli_parse_uint(const char *cmd, const char *opt, const char *text,
+                   uint64_t max, uint64_t *out);
+
+/* resil_duration_format into a caller buffer; returns buf for use in
+ * printf arguments. */
+const char *cli_fmt_duration(resil_ns d, char buf[32]);
+
+#endif /* RESIL_CLI_H */

@@ -1,0 +1,520 @@
+/* `resil run`: run a command, retrying it with backoff and jitter.
+ *
+ * The retry decisions are the library's: a resil_retry_policy built from the
+ * options, driven with the step API (resil_retry_begin / resil_retry_next),
+ * because each attempt needs resil_retry_attempt_timeout() from the call's
+ * state. The policy's clock is our own: its sleep() waits on proc.c's
+ * self-pipe, so a SIGINT during a backoff wait ends it at once. The policy's
+ * hooks (on_retry, on_give_up) print resil's progress lines. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "proc.h"
+#include "resil/resil.h"
+
+#define CMD "run"
+
+/* ---- options ------------------------------------------------------------- */
+
+enum {
+  OPT_ATTEMPTS,
+  OPT_MAX_TIME,
+  OPT_BACKOFF,
+  OPT_BASE,
+  OPT_CAP,
+  OPT_JITTER,
+  OPT_ATTEMPT_TIMEOUT,
+  OPT_KILL_AFTER,
+  OPT_RETRY_ON,
+  OPT_STOP_ON,
+  OPT_SEED,
+  OPT_QUIET,
+  OPT_VERBOSE,
+  OPT_HELP
+};
+
+static const cli_option run_options[] = {
+    {"attempts", 'n', 1, OPT_ATTEMPTS},
+    {"max-time", 0, 1, OPT_MAX_TIME},
+    {"backoff", 0, 1, OPT_BACKOFF},
+    {"base", 0, 1, OPT_BASE},
+    {"cap", 0, 1, OPT_CAP},
+    {"jitter", 0, 1, OPT_JITTER},
+    {"attempt-timeout", 0, 1, OPT_ATTEMPT_TIMEOUT},
+    {"kill-after", 0, 1, OPT_KILL_AFTER},
+    {"retry-on", 0, 1, OPT_RETRY_ON},
+    {"stop-on", 0, 1, OPT_STOP_ON},
+    {"seed", 0, 1, OPT_SEED},
+    {"quiet", 'q', 0, OPT_QUIET},
+    {"verbose", 'v', 0, OPT_VERBOSE},
+    {"help", 'h', 0, OPT_HELP},
+    {NULL, 0, 0, 0},
+};
+
+enum { QUIET = -1, NORMAL = 0, VERBOSE = 1 };
+
+typedef struct run_opts {
+  uint32_t attempts;        /* total attempts; 0 = unlimited */
+  resil_ns max_time;        /* RESIL_NS_MAX = no deadline */
+  resil_backoff backoff;
+  resil_ns attempt_timeout; /* RESIL_NS_MAX = none */
+  resil_ns kill_after;
+  resil_codeset retry_on, stop_on;
+  int has_retry_on, has_stop_on;
+  int use_seed;
+  uint64_t seed;
+  int verbosity;
+  char **command; /* NULL-terminated, argv style */
+} run_opts;
+
+void cmd_run_help(FILE *out) {
+  fputs(
+      "Usage: resil run [OPTIONS] [--] COMMAND [ARG...]\n"
+      "\n"
+      "Run COMMAND; if it fails, run it again after a growing, randomized delay.\n"
+      "Option parsing stops at the first argument that is not an option, so the\n"
+      "command's own options are left alone; '--' also ends the options.\n"
+      "\n"
+      "Attempts and time:\n"
+      "  -n, --attempts N         total attempts, the first included (default 5);\n"
+      "                           0 = no limit (needs --max-time)\n"
+      "      --max-time DUR       overall deadline: never wait for a retry that\n"
+      "                           would start after it, and stop a running\n"
+      "                           attempt when it passes (default: none)\n"
+      "      --attempt-timeout DUR  stop an attempt that runs longer than DUR:\n"
+      "                           SIGTERM, then SIGKILL (default: none; 0 = none)\n"
+      "      --kill-after DUR     grace between SIGTERM and SIGKILL (default 5s)\n"
+      "\n"
+      "Backoff:\n"
+      "      --backoff KIND       exponential, constant, linear or decorrelated\n"
+      "                           (default exponential; decorrelated is\n"
+      "                           exponential with decorrelated jitter)\n"
+      "      --base DUR           first delay (default 1s)\n"
+      "      --cap DUR            longest delay (default 30s, or --base if larger)\n"
+      "      --jitter MODE        full, equal or none (default full); also\n"
+      "                           decorrelated, additive, proportional\n"
+      "      --seed N             seed the jitter, for reproducible delays\n"
+      "\n"
+      "Which failures to retry (CODES: e.g. 1,75 or 1-9,!4):\n"
+      "      --retry-on CODES     retry only these statuses (default: any non-zero)\n"
+      "      --stop-on CODES      never retry these statuses (wins over --retry-on)\n"
+      "  A timed-out attempt has status 124 and one killed by signal N has 128+N,\n"
+      "  so --stop-on 124 makes timeouts final.\n"
+      "\n"
+      "Output:\n"
+      "  -q, --quiet              print nothing but usage errors\n"
+      "  -v, --verbose            also report each attempt's start and success\n"
+      "  -h, --help               show this help\n"
+      "\n"
+      "DUR is a duration such as 250ms, 1.5s, 2m or 1h30m; a bare number is seconds.\n"
+      "\n"
+      "Exit status:\n"
+      "  the last attempt's exit status (0 on success)\n"
+      "  64   usage error: nothing was run\n"
+      "  124  the last attempt was stopped by --attempt-timeout or --max-time\n"
+      "  125  resil itself failed (could not start a process)\n"
+      "  126  COMMAND cannot be executed (not retried)\n"
+      "  127  COMMAND not found (not retried)\n"
+      "  128+N  the last attempt died from signal N, or resil was interrupted by\n"
+      "       signal N while waiting to retry\n"
+      "\n"
+      "SIGINT, SIGTERM and SIGHUP are passed on to the running command and stop\n"
+      "further retries.\n"
+      "\n"
+      "Examples:\n"
+      "  resil run -- curl -fsS https://example.com/health\n"
+      "  resil run -n 0 --max-time 2m --base 500ms -- ./deploy.sh\n"
+      "  resil run --attempt-timeout 10s --stop-on 2 -- make test\n",
+      out);
+}
+
+static int parse_backoff(const char *text, run_opts *o, int *decorrelated) {
+  if (strcasecmp(text, "decorrelated") == 0) {
+    o->backoff.kind = RESIL_BACKOFF_EXPONENTIAL;
+    *decorrelated = 1;
+    return 0;
+  }
+  if (resil_backoff_kind_parse(text, &o->backoff.kind) == RESIL_OK) {
+    *decorrelated = 0;
+    return 0;
+  }
+  return cli_usage_error(
+      CMD, "invalid value for --backoff: '%s' (use exponential, constant, linear or decorrelated)",
+      text);
+}
+
+static int parse_codes(const char *opt, const char *text, resil_codeset *out) {
+  resil_err e = resil_codeset_parse(out, text);
+  if (e == RESIL_OK) return 0;
+  if (e == RESIL_ERANGE)
+    return cli_usage_error(CMD, "exit code out of range in %s: '%s' (codes go up to %d)", opt,
+                           text, RESIL_CODESET_MAX);
+  return cli_usage_error(CMD, "invalid exit codes for %s: '%s' (use e.g. 1,75 or 1-9,!4)", opt,
+                         text);
+}
+
+/* Parse argv into *o. Returns -1 to go on and run, or an exit status: 0
+ * after --help, CLI_EXIT_USAGE after a usage error. */
+static int parse_args(int argc, char **argv, run_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->attempts = 5;
+  o->max_time = RESIL_NS_MAX;
+  resil_backoff_init(&o->backoff);
+  o->attempt_timeout = RESIL_NS_MAX;
+  o->kill_after = 5 * RESIL_SEC;
+
+  int decorrelated = 0, jitter_set = 0, cap_set = 0;
+  cli_optparser p;
+  cli_optparser_init(&p, argc, argv, CMD, run_options);
+  for (;;) {
+    const char *name, *val;
+    int id = cli_optparser_next(&p, &name, &val);
+    if (id == CLI_OPT_DONE) break;
+    if (id == CLI_OPT_ERROR) return CLI_EXIT_USAGE;
+
+    uint64_t u = 0;
+    resil_ns d = 0;
+    int bad = 0;
+    switch (id) {
+      case OPT_ATTEMPTS:
+        bad = cli_parse_uint(CMD, name, val, UINT32_MAX, &u);
+        o->attempts = (uint32_t)u;
+        break;
+      case OPT_MAX_TIME:
+        bad = cli_parse_duration(CMD, name, val, &d);
+        if (!bad && d == 0) return cli_usage_error(CMD, "--max-time must be more than 0");
+        o->max_time = d;
+        break;
+      case OPT_BACKOFF:
+        bad = parse_backoff(val, o, &decorrelated);
+        break;
+      case OPT_BASE:
+        bad = cli_parse_duration(CMD, name, val, &d);
+        if (!bad && d == 0) return cli_usage_error(CMD, "--base must be more than 0");
+        o->backoff.base = d;
+        break;
+      case OPT_CAP:
+        bad = cli_parse_duration(CMD, name, val, &d);
+        if (!bad && d == 0) return cli_usage_error(CMD, "--cap must be more than 0");
+        o->backoff.cap = d;
+        cap_set = 1;
+        break;
+      case OPT_JITTER:
+        if (resil_jitter_parse(val, &o->backoff.jitter) != RESIL_OK)
+          return cli_usage_error(CMD,
+                                 "invalid value for --jitter: '%s' (use full, equal, none, "
+                                 "decorrelated, additive or proportional)",
+                                 val);
+        jitter_set = 1;
+        break;
+      case OPT_ATTEMPT_TIMEOUT:
+        bad = cli_parse_duration(CMD, name, val, &d);
+        o->attempt_timeout = d == 0 ? RESIL_NS_MAX : d;
+        break;
+      case OPT_KILL_AFTER:
+        bad = cli_parse_duration(CMD, name, val, &o->kill_after);
+        break;
+      case OPT_RETRY_ON:
+        bad = parse_codes(name, val, &o->retry_on);
+        o->has_retry_on = 1;
+        break;
+      case OPT_STOP_ON:
+        bad = parse_codes(name, val, &o->stop_on);
+        o->has_stop_on = 1;
+        break;
+      case OPT_SEED:
+        bad = cli_parse_uint(CMD, name, val, UINT64_MAX, &o->seed);
+        o->use_seed = 1;
+        break;
+      case OPT_QUIET: o->verbosity = QUIET; break;
+      case OPT_VERBOSE: o->verbosity = VERBOSE; break;
+      case OPT_HELP: cmd_run_help(stdout); return CLI_EXIT_OK;
+      default: break;
+    }
+    if (bad) return CLI_EXIT_USAGE;
+  }
+
+  if (p.index >= argc) return cli_usage_error(CMD, "missing command to run");
+  o->command = argv + p.index;
+
+  if (o->attempts == 0 && o->max_time == RESIL_NS_MAX)
+    return cli_usage_error(CMD, "--attempts 0 (no limit) needs --max-time");
+  if (decorrelated) {
+    if (jitter_set && o->backoff.jitter != RESIL_JITTER_DECORRELATED)
+      return cli_usage_error(CMD, "--backoff decorrelated sets its own jitter; drop --jitter %s",
+                             resil_jitter_name(o->backoff.jitter));
+    o->backoff.jitter = RESIL_JITTER_DECORRELATED;
+  }
+  if (o->backoff.cap < o->backoff.base) {
+    if (cap_set) {
+      char b[32], c[32];
+      return cli_usage_error(CMD, "--cap %s is less than --base %s",
+                             cli_fmt_duration(o->backoff.cap, c),
+                             cli_fmt_duration(o->backoff.base, b));
+    }
+    /* Only --base was raised past the default cap: the user means "start
+     * here", so let the cap follow rather than refuse. */
+    o->backoff.cap = o->backoff.base;
+  }
+  if (resil_backoff_validate(&o->backoff) != RESIL_OK)
+    return cli_usage_error(CMD, "invalid backoff settings");
+  return -1;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+/* One run's state, shared with the policy's hooks and clock through ud. */
+typedef struct run_ctx {
+  const run_opts *opts;
+  resil_retry_state st;
+  resil_cancel *cancel;
+  resil_clock clock;  /* the policy's clock: system time, interruptible sleep */
+  proc_result last;   /* the attempt just made */
+  int last_by_deadline; /* its timeout was the time left before --max-time */
+  int signo;          /* the interrupting signal, or 0 */
+  int between;        /* it came while no attempt was running */
+} run_ctx;
+
+static resil_ns ctx_now(void *ud) {
+  (void)ud;
+  resil_clock sys = resil_clock_system();
+  return sys.now(sys.ud);
+}
+
+/* The backoff wait: returns early, with RESIL_ECANCELED, when an
+ * interrupting signal arrives. */
+static resil_err ctx_sleep(void *ud, resil_ns d, resil_cancel *cancel) {
+  run_ctx *c = ud;
+  if (resil_cancel_fired(cancel)) return RESIL_ECANCELED;
+  int sig = proc_wait_interrupt(d);
+  if (sig == 0) return RESIL_OK;
+  c->signo = sig;
+  c->between = 1;
+  resil_cancel_fire(cancel);
+  return RESIL_ECANCELED;
+}
+
+/* "2/5", or "2" with unlimited attempts. */
+static const char *attempt_label(const run_opts *o, uint32_t n, char buf[32]) {
+  if (o->attempts) snprintf(buf, 32, "%u/%u", (unsigned)n, (unsigned)o->attempts);
+  else snprintf(buf, 32, "%u", (unsigned)n);
+  return buf;
+}
+
+static void signal_text(int signo, char *buf, size_t len) {
+  const char *name = proc_signal_name(signo);
+  if (name) snprintf(buf, len, "killed by %s", name);
+  else snprintf(buf, len, "killed by signal %d", signo);
+}
+
+/* How the last attempt ended, for the parentheses in progress lines:
+ * "exit 1", "killed by SIGKILL", "timed out after 2s". */
+static const char *describe(const run_ctx *c, char *buf, size_t len) {
+  const proc_result *r = &c->last;
+  char d[32];
+  switch (r->end) {
+    case PROC_EXITED: snprintf(buf, len, "exit %d", r->exit_code); break;
+    case PROC_SIGNALED: signal_text(r->signo, buf, len); break;
+    case PROC_TIMED_OUT:
+      if (c->last_by_deadline) snprintf(buf, len, "timed out");
+      else snprintf(buf, len, "timed out after %s", cli_fmt_duration(c->opts->attempt_timeout, d));
+      if (r->escalated) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, ", then killed by SIGKILL");
+      }
+      break;
+    case PROC_EXEC_FAILED: snprintf(buf, len, "%s", strerror(r->exec_errno)); break;
+  }
+  return buf;
+}
+
+static void on_retry(void *ud, const resil_retry_event *ev) {
+  run_ctx *c = ud;
+  if (c->opts->verbosity == QUIET) return;
+  char n[32], why[96], delay[32];
+  cli_msg("attempt %s failed (%s); retrying in %s", attempt_label(c->opts, ev->attempt, n),
+          describe(c, why, sizeof why), cli_fmt_duration(ev->delay, delay));
+}
+
+static void report_final(const run_ctx *c) {
+  const proc_result *r = &c->last;
+  const run_opts *o = c->opts;
+  if (r->end == PROC_EXEC_FAILED) {
+    cli_msg("cannot run '%s': %s", o->command[0], strerror(r->exec_errno));
+    return;
+  }
+  char what[128], why[96];
+  if (r->end == PROC_EXITED) snprintf(what, sizeof what, "exit %d", r->exit_code);
+  else snprintf(what, sizeof what, "status %d (%s)", r->status, describe(c, why, sizeof why));
+  int by_stop = o->has_stop_on && resil_codeset_has(&o->stop_on, r->status);
+  cli_msg("%s is final (%s)", what, by_stop ? "--stop-on" : "not in --retry-on");
+}
+
+static void on_give_up(void *ud, const resil_retry_result *res, void *call_ud) {
+  run_ctx *c = ud;
+  (void)call_ud;
+  if (c->opts->verbosity == QUIET) return;
+  char why[96], a[32], b[32];
+  switch (res->reason) {
+    case RESIL_STOP_FATAL: report_final(c); break;
+    case RESIL_STOP_ATTEMPTS:
+      cli_msg("giving up after %u attempt%s (%s)", (unsigned)res->attempts,
+              res->attempts == 1 ? "" : "s", describe(c, why, sizeof why));
+      break;
+    case RESIL_STOP_DEADLINE:
+      if (resil_retry_remaining(&c->st) == 0)
+        cli_msg("giving up: --max-time %s reached (%s)", cli_fmt_duration(c->opts->max_time, a),
+                describe(c, why, sizeof why));
+      else
+        cli_msg("giving up: the next retry (in %s) would pass --max-time %s (%s)",
+                cli_fmt_duration(res->refused_delay, a), cli_fmt_duration(c->opts->max_time, b),
+                describe(c, why, sizeof why));
+      break;
+    case RESIL_STOP_CANCELLED:
+      if (c->between || res->attempts == 0) cli_msg("interrupted; not retrying");
+      else cli_msg("interrupted; not retrying (%s)", describe(c, why, sizeof why));
+      break;
+    default: /* RETRY_AFTER: the CLI never asks for server delays */
+      cli_msg("giving up: %s", resil_stop_reason_text(res->reason));
+      break;
+  }
+}
+
+static void report_policy(const run_opts *o) {
+  char n[32], base[32], cap[32], mt[48] = "";
+  if (o->attempts) snprintf(n, sizeof n, "up to %u attempts", (unsigned)o->attempts);
+  else snprintf(n, sizeof n, "unlimited attempts");
+  if (o->max_time != RESIL_NS_MAX) {
+    char d[32];
+    snprintf(mt, sizeof mt, " within %s", cli_fmt_duration(o->max_time, d));
+  }
+  cli_msg("policy: %s%s; %s backoff from %s to %s, %s jitter", n, mt,
+          resil_backoff_kind_name(o->backoff.kind), cli_fmt_duration(o->backoff.base, base),
+          cli_fmt_duration(o->backoff.cap, cap),
+          o->backoff.jitter == RESIL_JITTER_NONE ? "no" : resil_jitter_name(o->backoff.jitter));
+}
+
+/* Classify the attempt just made for the retry engine. */
+static resil_outcome outcome_of(const run_ctx *c) {
+  const run_opts *o = c->opts;
+  if (c->last.end == PROC_EXEC_FAILED) {
+    /* Not found / not executable will not fix itself: never retried. */
+    resil_outcome fatal = {RESIL_OUTCOME_FATAL, c->last.status, 0, 0};
+    return fatal;
+  }
+  return resil_classify_exit(c->last.status, o->has_retry_on ? &o->retry_on : NULL,
+                             o->has_stop_on ? &o->stop_on : NULL);
+}
+
+/* Returns resil's exit status. */
+static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
+  const run_opts *o = c->opts;
+  resil_retry_state *st = &c->st;
+  char n[32], d[32];
+
+  resil_retry_begin(st, policy, c->cancel, c);
+  for (;;) {
+    /* A signal that arrived outside an attempt and outside the wait (for
+     * example while we were printing) still means "stop". */
+    int sig = proc_wait_interrupt(0);
+    if (sig) {
+      c->signo = sig;
+      c->between = 1;
+      resil_retry_abort(st);
+      return CLI_EXIT_SIGNAL_BASE + sig;
+    }
+
+    resil_ns per = o->attempt_timeout == RESIL_NS_MAX ? 0 : o->attempt_timeout;
+    resil_ns timeout = resil_retry_attempt_timeout(st, per);
+    c->last_by_deadline = timeout != RESIL_NS_MAX && (per == 0 || timeout < per);
+    uint32_t attempt = resil_retry_attempts(st) + 1;
+    if (o->verbosity == VERBOSE) {
+      if (timeout == RESIL_NS_MAX) cli_msg("starting attempt %s", attempt_label(o, attempt, n));
+      else
+        cli_msg("starting attempt %s (%s %s)", attempt_label(o, attempt, n),
+                c->last_by_deadline ? "--max-time leaves" : "timeout",
+                cli_fmt_duration(timeout, d));
+    }
+
+    if (proc_run(o->command, timeout, o->kill_after, &c->last) < 0) {
+      cli_msg("cannot start '%s': %s", o->command[0], strerror(errno));
+      return CLI_EXIT_INTERNAL;
+    }
+    if (c->last.interrupt) {
+      /* It was passed on to the command; no further attempts. */
+      c->signo = c->last.interrupt;
+      resil_cancel_fire(c->cancel);
+    }
+
+    resil_outcome out = outcome_of(c);
+    resil_step step = resil_retry_next(st, &out);
+    if (step.kind == RESIL_STEP_STOP) {
+      if (step.reason == RESIL_STOP_SUCCESS && o->verbosity == VERBOSE) {
+        resil_retry_result res;
+        resil_retry_result_get(st, &res);
+        cli_msg("attempt %s succeeded after %s in total", attempt_label(o, attempt, n),
+                cli_fmt_duration(res.elapsed, d));
+      }
+      return c->last.status;
+    }
+    if (c->clock.sleep(c->clock.ud, step.delay, c->cancel) != RESIL_OK) {
+      resil_retry_abort(st);
+      return CLI_EXIT_SIGNAL_BASE + c->signo;
+    }
+  }
+}
+
+int cmd_run_main(int argc, char **argv) {
+  run_opts opts;
+  int rc = parse_args(argc, argv, &opts);
+  if (rc >= 0) return rc;
+
+  if (proc_init() < 0) {
+    cli_msg("cannot set up signal handling: %s", strerror(errno));
+    return CLI_EXIT_INTERNAL;
+  }
+
+  run_ctx ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.opts = &opts;
+  ctx.clock.now = ctx_now;
+  ctx.clock.sleep = ctx_sleep;
+  ctx.clock.ud = &ctx;
+  if (resil_cancel_new(&ctx.cancel) != RESIL_OK) {
+    cli_msg("out of memory");
+    return CLI_EXIT_INTERNAL;
+  }
+
+  resil_retry_config cfg;
+  resil_retry_config_init(&cfg);
+  cfg.max_attempts = opts.attempts;
+  cfg.max_elapsed = opts.max_time;
+  cfg.backoff = opts.backoff;
+  cfg.on_retry = on_retry;
+  cfg.on_give_up = on_give_up;
+  cfg.ud = &ctx;
+  cfg.clock = ctx.clock;
+  cfg.use_seed = opts.use_seed;
+  cfg.seed = opts.seed;
+
+  resil_retry_policy *policy = NULL;
+  resil_err e = resil_retry_policy_new(&policy, &cfg);
+  if (e != RESIL_OK) {
+    resil_cancel_free(ctx.cancel);
+    cli_msg("cannot create the retry policy: %s", resil_strerror(e));
+    return CLI_EXIT_INTERNAL;
+  }
+
+  if (opts.verbosity == VERBOSE) report_policy(&opts);
+  rc = run_attempts(&ctx, policy);
+
+  resil_retry_policy_free(policy);
+  resil_cancel_free(ctx.cancel);
+  return rc;
+}
