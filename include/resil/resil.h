@@ -14,5 +14,8 @@
 #include "retry.h"
 #include "classify.h"
 #include "http_date.h"
+#include "breaker.h"
+#include "budget.h"
+#include "idem.h"
 
 #endif /* RESIL_H */

@@ -10,8 +10,11 @@
  *       resil_retry_state st;
  *       resil_retry_begin(&st, policy, cancel, call_ud);
  *       for (;;) {
+ *         resil_step s = resil_retry_attempt(&st);  // breaker and budget gate
+ *         if (s.kind == RESIL_STEP_STOP) break;
+ *         if (s.delay > 0) { wait s.delay; continue; } // waiting for a probe
  *         resil_outcome o = run_attempt();          // with resil_retry_attempt_timeout()
- *         resil_step s = resil_retry_next(&st, &o);
+ *         s = resil_retry_next(&st, &o);
  *         if (s.kind == RESIL_STEP_STOP) break;     // s.reason says why
  *         wait s.delay on your loop's timer;         // then, if s.verify, check
  *       }                                           // and maybe resil_retry_verified()
@@ -21,7 +24,17 @@
  *   policy's clock; a resil_cancel fired from another thread wakes the sleep at
  *   once and ends the call with RESIL_STOP_CANCELLED.
  *
+ * Before each attempt (resil_retry_attempt; the blocking call does this):
+ *   - first attempt, with a budget: resil_budget_request(); a local rejection
+ *     (ADAPTIVE) -> stop BUDGET
+ *   - with a breaker: resil_breaker_acquire(); when open -> stop CIRCUIT_OPEN,
+ *     unless wait_for_probe is set and the time to the next probe fits both
+ *     the deadline and retry_after_max: then wait that long and ask again.
+ *
  * Decision order after each attempt (resil_retry_next):
+ *   0. the attempt is recorded in the breaker (SUCCESS -> success, RETRYABLE
+ *      and RETRY_AFTER -> failure, FATAL -> ignored: a 404 or a bad request
+ *      says nothing about the dependency's health) and in the budget
  *   1. SUCCESS outcome           -> stop SUCCESS
  *   2. FATAL outcome             -> stop FATAL
  *   3. cancel token fired        -> stop CANCELLED
@@ -32,8 +45,16 @@
  *        delay = max(delay, R)   (the server's delay is a floor, and may exceed
  *                                 the backoff cap)
  *   6. now + delay > deadline    -> stop DEADLINE: never sleep past a deadline
- *   7. otherwise                 -> RETRY after delay; on_retry is called.
+ *   7. budget denies the retry   -> stop BUDGET (asked last, so a retry that
+ *                                   would not happen anyway is never charged)
+ *   8. otherwise                 -> RETRY after delay; on_retry is called.
  * on_give_up is called once for every stop other than SUCCESS and VERIFIED.
+ *
+ * Composition with a breaker: every attempt (first or retry) is one breaker
+ * call, so a request that fails 5 times counts 5 failures. That is what makes
+ * a breaker open quickly under retries; the budget is what keeps those
+ * retries from multiplying load. An open breaker stops the retry loop at once
+ * rather than burning attempts against it.
  */
 #ifndef RESIL_RETRY_H
 #define RESIL_RETRY_H
@@ -43,6 +64,8 @@
 
 #include "alloc.h"
 #include "backoff.h"
+#include "breaker.h"
+#include "budget.h"
 #include "error.h"
 #include "export.h"
 #include "rng.h"
@@ -80,7 +103,9 @@ typedef struct resil_outcome {
   X(DEADLINE, 4, "deadline would be exceeded")                                 \
   X(RETRY_AFTER, 5, "server-requested delay exceeds retry_after_max")          \
   X(CANCELLED, 6, "cancelled")                                                 \
-  X(VERIFIED, 7, "verified: the operation had already taken effect")
+  X(VERIFIED, 7, "verified: the operation had already taken effect")         \
+  X(BUDGET, 8, "retry budget exhausted")                                       \
+  X(CIRCUIT_OPEN, 9, "circuit open")
 
 typedef enum resil_stop_reason {
 #define RESIL__STOP_ENUM(name, value, text) RESIL_STOP_##name = (value),
@@ -102,7 +127,8 @@ typedef struct resil_retry_result {
   resil_ns elapsed;     /* begin to stop on the policy clock; -1 when the policy
                            measures no time (measure_time = 0, no deadline) */
   resil_ns refused_delay; /* for DEADLINE / RETRY_AFTER: the delay the engine
-                             refused to wait; else 0 */
+                             refused to wait; for CIRCUIT_OPEN: the time until
+                             the breaker admits a probe; else 0 */
 } resil_retry_result;
 
 /* Passed to on_retry before each wait. */
@@ -145,6 +171,12 @@ typedef struct resil_retry_config {
   uint64_t seed;         /* with use_seed: call k (in the order calls first
                             retry) draws from a stream derived from (seed, k),
                             so a single-threaded program is reproducible */
+  resil_breaker *breaker; /* optional, not owned; may be shared by policies */
+  resil_budget *budget;   /* optional, not owned; may be shared by policies.
+                             A retry after an uncertain failure is charged as
+                             a timeout (RESIL_BUDGET_TIMEOUT) */
+  int wait_for_probe;     /* default 0: an open breaker stops the call; 1: wait
+                             for the next probe when that fits (see above) */
 } resil_retry_config;
 
 /* Fill cfg with the documented defaults. Thread-safe. */
@@ -176,7 +208,11 @@ typedef struct resil_retry_state {
   uint32_t attempts_;
   int reason_;
   int rng_ready_;
+  int has_permit_;
+  int requested_;
+  int prev_uncertain_;
   resil_outcome last_;
+  resil_permit permit_;
   resil_rng rng_;
 } resil_retry_state;
 
@@ -199,6 +235,13 @@ typedef struct resil_step {
 RESIL_API void resil_retry_begin(resil_retry_state *st,
                                  const resil_retry_policy *p,
                                  resil_cancel *cancel, void *call_ud);
+/* Call before every attempt, the first included. Returns RETRY with delay 0:
+ * go ahead now; RETRY with delay > 0: the breaker is open and the policy
+ * waits for its next probe, so wait that long and call this again; or STOP
+ * (BUDGET, CIRCUIT_OPEN, or an earlier stop). Without a breaker or budget it
+ * always says go, so loops that never call it keep working, but a policy with
+ * either needs it: otherwise attempts are not recorded. */
+RESIL_API resil_step resil_retry_attempt(resil_retry_state *st);
 /* Report the outcome of the attempt just made and get the next step. An UNSET
  * outcome is classified with the policy's classify (rc = o->code). After a
  * STOP, further calls return the same STOP. */

@@ -24,6 +24,17 @@ void *resil__alloc(const resil_allocator *a, size_t n);
 void *resil__calloc(const resil_allocator *a, size_t n);
 void resil__free(const resil_allocator *a, void *p);
 
+/* A counter stripe for the calling thread, in [0, n) with n a power of two
+ * <= 64, picked from its stack address: threads' stacks lie megabytes apart,
+ * so concurrent threads usually get different stripes without any
+ * thread-local or global state. Any stripe is correct; this one is merely
+ * likely to be private to the thread. */
+static inline unsigned resil__thread_stripe(unsigned n) {
+  char probe;
+  unsigned long long a = (unsigned long long)(size_t)&probe >> 16;
+  return (unsigned)((a * 0x9E3779B97F4A7C15ull) >> 58) & (n - 1);
+}
+
 /* ASCII-only, locale-independent helpers. */
 int resil__ascii_lower(int c);
 int resil__strcaseeq(const char *a, const char *b);

@@ -38,6 +38,8 @@ const char *resil_stop_reason_name(resil_stop_reason r) {
     case RESIL_STOP_RETRY_AFTER: return "retry_after";
     case RESIL_STOP_CANCELLED: return "cancelled";
     case RESIL_STOP_VERIFIED: return "verified";
+    case RESIL_STOP_BUDGET: return "budget";
+    case RESIL_STOP_CIRCUIT_OPEN: return "circuit_open";
   }
   return "unknown";
 }
@@ -107,6 +109,9 @@ static void begin_at(resil_retry_state *st, const resil_retry_policy *p, resil_c
   st->attempts_ = 0;
   st->reason_ = RESIL_STOP_NONE;
   st->rng_ready_ = 0;
+  st->has_permit_ = 0;
+  st->requested_ = 0;
+  st->prev_uncertain_ = 0;
   st->slept_ = 0;
   st->prev_delay_ = 0;
   st->refused_ = 0;
@@ -138,6 +143,12 @@ static resil_step stop_step(resil_stop_reason r) {
 static resil_step finish(resil_retry_state *st, resil_stop_reason r, resil_ns now) {
   const resil_retry_policy *p = st->policy_;
   st->reason_ = r;
+  if (st->has_permit_) {
+    /* Stopped between acquire and outcome (aborted, verified): hand the
+     * permit back without counting it either way. */
+    resil_breaker_record(p->cfg.breaker, &st->permit_, RESIL_CALL_IGNORED, -1);
+    st->has_permit_ = 0;
+  }
   if (st->start_ >= 0) st->end_ = now >= 0 ? now : now_of(p);
   if (r != RESIL_STOP_SUCCESS && r != RESIL_STOP_VERIFIED && p->cfg.on_give_up) {
     resil_retry_result res;
@@ -171,6 +182,73 @@ static inline void classify(const resil_retry_config *c, resil_outcome *o) {
     o->kind = o->code == 0 ? RESIL_OUTCOME_SUCCESS : RESIL_OUTCOME_RETRYABLE;
 }
 
+static resil_step go_step(resil_ns delay) {
+  resil_step s = {RESIL_STEP_RETRY, delay, RESIL_STOP_NONE, 0};
+  return s;
+}
+
+/* Would waiting for the breaker's next probe fit this call? It must be
+ * allowed (wait_for_probe), finite, within retry_after_max and before the
+ * deadline. */
+static int probe_wait_fits(const resil_retry_state *st, resil_ns probe_in, resil_ns now) {
+  const resil_retry_config *c = &st->policy_->cfg;
+  if (!c->wait_for_probe || probe_in == RESIL_NS_MAX || probe_in > c->retry_after_max) return 0;
+  if (st->deadline_ == RESIL_NS_MAX) return 1;
+  if (now < 0) now = now_of(st->policy_);
+  return now <= st->deadline_ && probe_in <= st->deadline_ - now;
+}
+
+/* 1 when the breaker rejects calls and waiting for its probe does not fit
+ * (*probe_in = time to the probe); 0 otherwise, with *probe_in the wait
+ * needed before the next attempt (0 when closed). */
+static int breaker_is_open(const resil_retry_state *st, resil_ns now, resil_ns *probe_in) {
+  resil_breaker_snapshot snap;
+  resil_breaker_snapshot_get(st->policy_->cfg.breaker, &snap);
+  *probe_in = 0;
+  if (snap.state != RESIL_BREAKER_OPEN && snap.state != RESIL_BREAKER_FORCED_OPEN) return 0;
+  *probe_in = snap.state == RESIL_BREAKER_FORCED_OPEN ? RESIL_NS_MAX : snap.retry_in;
+  return !probe_wait_fits(st, *probe_in, now);
+}
+
+resil_step resil_retry_attempt(resil_retry_state *st) {
+  if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
+  const resil_retry_config *c = &st->policy_->cfg;
+  if (c->budget && !st->requested_) {
+    st->requested_ = 1;
+    if (resil_budget_request(c->budget) != RESIL_OK) return finish(st, RESIL_STOP_BUDGET, -1);
+  }
+  if (c->breaker && !st->has_permit_) {
+    resil_ns retry_in = 0;
+    if (resil_breaker_acquire(c->breaker, &st->permit_, &retry_in) != RESIL_OK) {
+      if (probe_wait_fits(st, retry_in, -1)) {
+        st->slept_ = resil_ns_add(st->slept_, retry_in);
+        return go_step(retry_in > 0 ? retry_in : 1);
+      }
+      st->refused_ = retry_in;
+      return finish(st, RESIL_STOP_CIRCUIT_OPEN, -1);
+    }
+    st->has_permit_ = 1;
+  }
+  return go_step(0);
+}
+
+/* Tell the breaker and the budget how the attempt went. */
+static void record_attempt(resil_retry_state *st, const resil_outcome *out) {
+  const resil_retry_config *c = &st->policy_->cfg;
+  int success = out->kind == RESIL_OUTCOME_SUCCESS;
+  if (st->has_permit_) {
+    resil_call_result r = success                           ? RESIL_CALL_SUCCESS
+                          : out->kind == RESIL_OUTCOME_FATAL ? RESIL_CALL_IGNORED
+                                                            : RESIL_CALL_FAILURE;
+    resil_breaker_record(c->breaker, &st->permit_, r, -1);
+    st->has_permit_ = 0;
+  }
+  if (c->budget && out->kind != RESIL_OUTCOME_FATAL)
+    resil_budget_result(c->budget, success,
+                        (st->attempts_ > 1 ? RESIL_BUDGET_RETRY : 0u) |
+                            (st->prev_uncertain_ ? RESIL_BUDGET_TIMEOUT : 0u));
+}
+
 resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
   if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
   const resil_retry_policy *p = st->policy_;
@@ -180,6 +258,7 @@ resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
   classify(c, &out);
   st->attempts_++;
   st->last_ = out;
+  if (c->breaker || c->budget) record_attempt(st, &out);
 
   if (RESIL_LIKELY(out.kind == RESIL_OUTCOME_SUCCESS)) return finish(st, RESIL_STOP_SUCCESS, -1);
   if (out.kind == RESIL_OUTCOME_FATAL || out.kind > RESIL_OUTCOME_RETRY_AFTER)
@@ -203,16 +282,28 @@ resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
     if (want > delay) delay = want;
   }
 
-  resil_ns now = -1;
-  if (st->start_ >= 0) {
-    now = now_of(p);
-    if (st->deadline_ != RESIL_NS_MAX && (now > st->deadline_ || delay > st->deadline_ - now)) {
-      st->refused_ = delay;
-      return finish(st, RESIL_STOP_DEADLINE, now);
+  resil_ns now = st->start_ >= 0 ? now_of(p) : -1;
+  if (c->breaker) {
+    /* This failure may have opened the breaker: stop now rather than sleep
+     * and then be refused, unless the policy waits for the probe. */
+    resil_ns probe_in = 0;
+    if (breaker_is_open(st, now, &probe_in)) {
+      st->refused_ = probe_in;
+      return finish(st, RESIL_STOP_CIRCUIT_OPEN, now);
     }
+    if (probe_in > delay) delay = probe_in;
+  }
+  if (st->deadline_ != RESIL_NS_MAX && (now > st->deadline_ || delay > st->deadline_ - now)) {
+    st->refused_ = delay;
+    return finish(st, RESIL_STOP_DEADLINE, now);
   }
 
+  if (c->budget &&
+      resil_budget_retry(c->budget, out.uncertain ? RESIL_BUDGET_TIMEOUT : 0u) != RESIL_OK)
+    return finish(st, RESIL_STOP_BUDGET, now);
+
   st->prev_delay_ = backoff;
+  st->prev_uncertain_ = out.uncertain != 0;
   st->slept_ = resil_ns_add(st->slept_, delay);
   if (c->on_retry) {
     resil_retry_event ev = {st->attempts_, c->max_attempts, delay, &st->last_,
@@ -268,34 +359,57 @@ static resil_err err_of(resil_stop_reason r) {
   }
 }
 
+/* Run resil_retry_attempt until it says go (1) or stop (0), sleeping while
+ * the policy waits for a breaker probe. */
+static int pass_gate(resil_retry_state *st, const resil_clock *clk, resil_cancel *cancel) {
+  for (;;) {
+    resil_step g = resil_retry_attempt(st);
+    if (g.kind == RESIL_STEP_STOP) return 0;
+    if (g.delay == 0) return 1;
+    if (clk->sleep(clk->ud, g.delay, cancel) == RESIL_ECANCELED || resil_cancel_fired(cancel)) {
+      resil_retry_abort(st);
+      return 0;
+    }
+  }
+}
+
 resil_err resil_retry_call(const resil_retry_policy *p, resil_op_fn op, resil_verify_fn verify,
                            void *call_ud, resil_cancel *cancel, resil_retry_result *result) {
   if (p == NULL || op == NULL) return RESIL_EINVAL;
   const resil_retry_config *c = &p->cfg;
   const resil_clock *clk = &c->clock;
   resil_ns start = p->timed ? clk->now(clk->ud) : -1;
-
-  /* First attempt outside the state machine: a call that succeeds at once
-   * (the common case) costs one indirect call and a few compares, and never
-   * touches the state, the RNG or the heap. */
+  const int gated = c->breaker != NULL || c->budget != NULL;
   resil_outcome o = {RESIL_OUTCOME_UNSET, 0, 0, 0};
-  int rc = op(call_ud, &o);
-  if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
-  classify(c, &o);
-  if (RESIL_LIKELY(o.kind == RESIL_OUTCOME_SUCCESS)) {
-    if (result) {
-      result->reason = RESIL_STOP_SUCCESS;
-      result->attempts = 1;
-      result->last = o;
-      result->slept = 0;
-      result->elapsed = start >= 0 ? clk->now(clk->ud) - start : -1;
-      result->refused_delay = 0;
+  int rc;
+
+  if (RESIL_LIKELY(!gated)) {
+    /* First attempt outside the state machine: a call that succeeds at once
+     * (the common case) costs one indirect call and a few compares, and never
+     * touches the state, the RNG or the heap. */
+    rc = op(call_ud, &o);
+    if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
+    classify(c, &o);
+    if (RESIL_LIKELY(o.kind == RESIL_OUTCOME_SUCCESS)) {
+      if (result) {
+        result->reason = RESIL_STOP_SUCCESS;
+        result->attempts = 1;
+        result->last = o;
+        result->slept = 0;
+        result->elapsed = start >= 0 ? clk->now(clk->ud) - start : -1;
+        result->refused_delay = 0;
+      }
+      return RESIL_OK;
     }
-    return RESIL_OK;
   }
 
   resil_retry_state st;
   begin_at(&st, p, cancel, call_ud, start);
+  if (gated) {
+    if (!pass_gate(&st, clk, cancel)) goto done;
+    rc = op(call_ud, &o);
+    if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
+  }
   for (;;) {
     resil_step s = resil_retry_next(&st, &o);
     if (s.kind == RESIL_STEP_STOP) break;
@@ -315,6 +429,7 @@ resil_err resil_retry_call(const resil_retry_policy *p, resil_op_fn op, resil_ve
       resil_retry_verified(&st);
       break;
     }
+    if (!pass_gate(&st, clk, cancel)) break;
     o.kind = RESIL_OUTCOME_UNSET;
     o.code = 0;
     o.retry_after = 0;
@@ -322,6 +437,7 @@ resil_err resil_retry_call(const resil_retry_policy *p, resil_op_fn op, resil_ve
     rc = op(call_ud, &o);
     if (o.kind == RESIL_OUTCOME_UNSET || o.code == 0) o.code = rc;
   }
+done:;
   resil_retry_result r;
   resil_retry_result_get(&st, &r);
   if (result) *result = r;
