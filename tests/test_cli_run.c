@@ -5,230 +5,21 @@
  * to prove resil did not wait (they are not speed tests). */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "cli_harness.h"
 #include "resil/version.h"
-#include "test_util.h"
 
-#ifndef RESIL_CLI_PATH
-#error "RESIL_CLI_PATH must name the resil binary under test"
-#endif
 #ifndef RESIL_TEST_FIXTURES
 #error "RESIL_TEST_FIXTURES must name tests/fixtures"
 #endif
 
 #define FLAKY RESIL_TEST_FIXTURES "/flaky.sh"
-/* A hung resil must fail the test, not hang it. */
-#define HARD_LIMIT_S 20.0
-
-/* ---- running resil and capturing what it prints ---------------------------- */
-
-typedef struct capture {
-  int status;     /* exit status; 128 + N when killed by signal N; -1 if the
-                     harness had to kill it */
-  char *out, *err; /* NUL-terminated */
-  size_t out_len, err_len;
-  double elapsed; /* seconds */
-} capture;
-
-/* Optionally send resil a signal once a condition holds. */
-typedef struct action {
-  const char *when_file;   /* ...this file exists */
-  const char *when_stderr; /* ...or resil's stderr contains this */
-  int signo;
-} action;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void append(char **buf, size_t *len, const char *data, size_t n) {
-  char *p = realloc(*buf, *len + n + 1);
-  assert_non_null(p);
-  memcpy(p + *len, data, n);
-  *len += n;
-  p[*len] = '\0';
-  *buf = p;
-}
-
-static int triggered(const action *a, const capture *c) {
-  if (a->when_file && access(a->when_file, F_OK) == 0) return 1;
-  if (a->when_stderr && c->err && strstr(c->err, a->when_stderr)) return 1;
-  return 0;
-}
-
-/* Run resil with args (NULL-terminated, without argv[0]). */
-static void run_resil_argv(capture *c, const action *act, const char *const *args) {
-  const char *argv[64];
-  size_t n = 0;
-  argv[n++] = RESIL_CLI_PATH;
-  for (; *args; args++) {
-    assert_true(n < 63);
-    argv[n++] = *args;
-  }
-  argv[n] = NULL;
-
-  memset(c, 0, sizeof *c);
-  append(&c->out, &c->out_len, "", 0);
-  append(&c->err, &c->err_len, "", 0);
-
-  int po[2], pe[2];
-  assert_int_equal(pipe(po), 0);
-  assert_int_equal(pipe(pe), 0);
-  double t0 = now_s();
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    /* Whatever the test runner ignores, resil must see signals normally. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    dup2(po[1], 1);
-    dup2(pe[1], 2);
-    close(po[0]);
-    close(po[1]);
-    close(pe[0]);
-    close(pe[1]);
-    execv(RESIL_CLI_PATH, (char *const *)argv);
-    _exit(99);
-  }
-  close(po[1]);
-  close(pe[1]);
-
-  struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-  int open_fds = 2, sent = act == NULL, killed = 0;
-  while (open_fds > 0) {
-    double left = t0 + HARD_LIMIT_S - now_s();
-    if (left <= 0) {
-      kill(pid, SIGKILL);
-      killed = 1;
-      break;
-    }
-    int ms = sent ? (int)(left * 1000) + 1 : 5; /* poll the trigger often */
-    if (poll(fds, 2, ms) < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; i++) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[4096];
-      ssize_t got = read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        if (i == 0) append(&c->out, &c->out_len, buf, (size_t)got);
-        else append(&c->err, &c->err_len, buf, (size_t)got);
-      } else if (got == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        open_fds--;
-      }
-    }
-    if (!sent && triggered(act, c)) {
-      kill(pid, act->signo);
-      sent = 1;
-    }
-  }
-  for (int i = 0; i < 2; i++)
-    if (fds[i].fd >= 0) close(fds[i].fd);
-
-  int ws;
-  while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-  }
-  c->elapsed = now_s() - t0;
-  if (killed) c->status = -1;
-  else if (WIFSIGNALED(ws)) c->status = 128 + WTERMSIG(ws);
-  else c->status = WEXITSTATUS(ws);
-}
-
-#define RUN(c, ...)                                                            \
-  do {                                                                         \
-    const char *const args_[] = {__VA_ARGS__, NULL};                           \
-    run_resil_argv((c), NULL, args_);                                          \
-  } while (0)
-#define RUN_WITH(c, act, ...)                                                  \
-  do {                                                                         \
-    const char *const args_[] = {__VA_ARGS__, NULL};                           \
-    run_resil_argv((c), (act), args_);                                         \
-  } while (0)
-
-static void capture_free(capture *c) {
-  free(c->out);
-  free(c->err);
-}
-
-/* ---- a temporary directory per test ---------------------------------------- */
-
-typedef struct fixture {
-  char dir[64];
-  char counter[128]; /* flaky.sh's counter file */
-} fixture;
-
-static int setup(void **state) {
-  fixture *f = calloc(1, sizeof *f);
-  if (f == NULL) return -1;
-  snprintf(f->dir, sizeof f->dir, "/tmp/resil-cli-test-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) {
-    free(f);
-    return -1;
-  }
-  snprintf(f->counter, sizeof f->counter, "%s/counter", f->dir);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture *f = *state;
-  DIR *d = opendir(f->dir);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      char path[512];
-      snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
-      unlink(path);
-    }
-    closedir(d);
-  }
-  rmdir(f->dir);
-  free(f);
-  return 0;
-}
-
-static void path_in(const fixture *f, const char *name, char *buf, size_t len) {
-  snprintf(buf, len, "%s/%s", f->dir, name);
-}
-
-/* The whole content of a file ("" if missing); the caller frees it. */
-static char *slurp(const char *path) {
-  char *s = NULL;
-  size_t len = 0;
-  append(&s, &len, "", 0);
-  FILE *fp = fopen(path, "r");
-  if (fp == NULL) return s;
-  char buf[512];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, fp)) > 0) append(&s, &len, buf, n);
-  fclose(fp);
-  return s;
-}
-
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++) n += *s == '\n';
-  return n;
-}
 
 /* ---- retrying ------------------------------------------------------------- */
 
@@ -621,8 +412,38 @@ static void test_help_and_version(void **state) {
   capture_free(&c);
 }
 
+/* ---- builds without SQLite ------------------------------------------------- */
+
+#ifndef RESIL_CLI_HAVE_SQLITE
+#define RESIL_CLI_HAVE_SQLITE 1
+#endif
+
+/* --breaker needs SQLite; a resil built without it says so instead of
+ * running the command unprotected. */
+static void test_breaker_without_sqlite(void **state) {
+  fixture *f = *state;
+  if (RESIL_CLI_HAVE_SQLITE) skip(); /* test_cli_breaker covers --breaker */
+  char marker[256];
+  path_in(f, "ran", marker, sizeof marker);
+  capture c;
+  RUN(&c, "run", "--breaker", "svc", "--", "sh", "-c", "echo x > \"$1\"", "sh", marker);
+  assert_int_equal(c.status, 69);
+  assert_string_equal(c.err,
+                      "resil: this resil was built without SQLite; --breaker is unavailable\n");
+  char *m = slurp(marker);
+  assert_string_equal(m, "");
+  free(m);
+  capture_free(&c);
+
+  RUN(&c, "breaker", "list");
+  assert_int_equal(c.status, 69);
+  assert_string_equal(
+      c.err, "resil: this resil was built without SQLite; 'resil breaker' is unavailable\n");
+  capture_free(&c);
+}
+
 int main(void) {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
   const struct CMUnitTest tests[] = {
       T(test_success_after_failures),
       T(test_attempts_exhausted),
@@ -645,6 +466,7 @@ int main(void) {
       T(test_seed_makes_delays_reproducible),
       T(test_command_options_are_not_resils),
       T(test_help_and_version),
+      T(test_breaker_without_sqlite),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,8 +15,24 @@
  * shell, where a wrapper's statuses must not collide with common ones. */
 enum cli_exit {
   CLI_EXIT_OK = 0,
+  /* `resil breaker show|reset NAME`: there is no breaker named NAME. */
+  CLI_EXIT_NO_SUCH_BREAKER = 1,
   /* Bad command line (sysexits.h EX_USAGE): nothing was run. */
   CLI_EXIT_USAGE = 64,
+  /* This resil was built without a component the command line asks for
+   * (sysexits.h EX_UNAVAILABLE): --breaker without SQLite. Nothing was run. */
+  CLI_EXIT_NOT_BUILT = 69,
+  /* The --breaker state file cannot be opened, read or written: corrupt,
+   * unwritable, or locked for longer than the busy timeout (sysexits.h
+   * EX_IOERR). Before an attempt this fails closed: the command is not run.
+   * After one, the attempt ran but its result was not recorded. */
+  CLI_EXIT_IOERR = 74,
+  /* The circuit breaker is open (or half-open with its one probe already
+   * running), so the command was not started: try again later (sysexits.h
+   * EX_TEMPFAIL, which mail transfer agents and many scripts read as
+   * "temporary, retry later"). Not sysexits' EX_UNAVAILABLE: that is 69,
+   * CLI_EXIT_NOT_BUILT above. */
+  CLI_EXIT_UNAVAILABLE = 75,
   /* The last attempt was stopped by --attempt-timeout or by the --max-time
    * deadline (timeout(1) uses the same number). */
   CLI_EXIT_TIMEOUT = 124,
@@ -44,6 +60,8 @@ typedef struct cli_command {
 
 int cmd_run_main(int argc, char **argv);
 void cmd_run_help(FILE *out);
+int cmd_breaker_main(int argc, char **argv);
+void cmd_breaker_help(FILE *out);
 
 /* ---- messages ------------------------------------------------------------ */
 

@@ -5,7 +5,14 @@
  * because each attempt needs resil_retry_attempt_timeout() from the call's
  * state. The policy's clock is our own: its sleep() waits on proc.c's
  * self-pipe, so a SIGINT during a backoff wait ends it at once. The policy's
- * hooks (on_retry, on_give_up) print resil's progress lines. */
+ * hooks (on_retry, on_give_up) print resil's progress lines.
+ *
+ * With --breaker NAME each attempt is also one call through a circuit
+ * breaker shared by every process that names it, kept in a SQLite state
+ * file (breaker_store.h): before the attempt, one transaction acquires a
+ * permit (or is refused: the command is not started); after it, another
+ * records the result. The breaker logic is the library's; this file only
+ * decides what a result means and what to print. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -14,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "breaker_store.h"
 #include "cli.h"
 #include "proc.h"
 #include "resil/resil.h"
@@ -34,6 +42,10 @@ enum {
   OPT_RETRY_ON,
   OPT_STOP_ON,
   OPT_SEED,
+  OPT_BREAKER,
+  OPT_BREAKER_FAILURES,
+  OPT_BREAKER_OPEN,
+  OPT_STATE,
   OPT_QUIET,
   OPT_VERBOSE,
   OPT_HELP
@@ -51,6 +63,10 @@ static const cli_option run_options[] = {
     {"retry-on", 0, 1, OPT_RETRY_ON},
     {"stop-on", 0, 1, OPT_STOP_ON},
     {"seed", 0, 1, OPT_SEED},
+    {"breaker", 0, 1, OPT_BREAKER},
+    {"breaker-failures", 0, 1, OPT_BREAKER_FAILURES},
+    {"breaker-open", 0, 1, OPT_BREAKER_OPEN},
+    {"state", 0, 1, OPT_STATE},
     {"quiet", 'q', 0, OPT_QUIET},
     {"verbose", 'v', 0, OPT_VERBOSE},
     {"help", 'h', 0, OPT_HELP},
@@ -69,6 +85,9 @@ typedef struct run_opts {
   int has_retry_on, has_stop_on;
   int use_seed;
   uint64_t seed;
+  const char *breaker;      /* --breaker NAME, or NULL */
+  breaker_settings bset;    /* --breaker-failures, --breaker-open */
+  const char *state;        /* --state PATH, or NULL for the default */
   int verbosity;
   char **command; /* NULL-terminated, argv style */
 } run_opts;
@@ -107,8 +126,23 @@ void cmd_run_help(FILE *out) {
       "  A timed-out attempt has status 124 and one killed by signal N has 128+N,\n"
       "  so --stop-on 124 makes timeouts final.\n"
       "\n"
+      "Circuit breaker (shared by every resil run naming it, across processes):\n"
+      "      --breaker NAME       after --breaker-failures failures in a row, stop\n"
+      "                           running COMMAND: exit 75 at once for\n"
+      "                           --breaker-open, then let one run probe (its\n"
+      "                           success closes the circuit, its failure re-opens\n"
+      "                           it); failures that open it also end the retries\n"
+      "      --breaker-failures N consecutive failures that open it (default 5)\n"
+      "      --breaker-open DUR   how long it stays open before a probe (default 30s)\n"
+      "      --state PATH         the breakers' state file (default\n"
+      "                           $XDG_STATE_HOME/resil/breakers.db, or\n"
+      "                           ~/.local/state/resil/breakers.db)\n"
+      "  Final statuses (--stop-on, not in --retry-on, 126, 127) and interrupted\n"
+      "  attempts count neither way. See also 'resil breaker --help'.\n"
+      "\n"
       "Output:\n"
-      "  -q, --quiet              print nothing but usage errors\n"
+      "  -q, --quiet              print nothing but usage errors and errors of\n"
+      "                           resil itself\n"
       "  -v, --verbose            also report each attempt's start and success\n"
       "  -h, --help               show this help\n"
       "\n"
@@ -117,6 +151,11 @@ void cmd_run_help(FILE *out) {
       "Exit status:\n"
       "  the last attempt's exit status (0 on success)\n"
       "  64   usage error: nothing was run\n"
+      "  69   --breaker, but this resil was built without SQLite: nothing was run\n"
+      "  74   --breaker state file unusable: nothing was run (or, after an attempt,\n"
+      "       its result could not be recorded; the message says how it ended)\n"
+      "  75   --breaker circuit open (or its one probe already running): the\n"
+      "       command was not started\n"
       "  124  the last attempt was stopped by --attempt-timeout or --max-time\n"
       "  125  resil itself failed (could not start a process)\n"
       "  126  COMMAND cannot be executed (not retried)\n"
@@ -130,7 +169,8 @@ void cmd_run_help(FILE *out) {
       "Examples:\n"
       "  resil run -- curl -fsS https://example.com/health\n"
       "  resil run -n 0 --max-time 2m --base 500ms -- ./deploy.sh\n"
-      "  resil run --attempt-timeout 10s --stop-on 2 -- make test\n",
+      "  resil run --attempt-timeout 10s --stop-on 2 -- make test\n"
+      "  resil run --breaker backup-host -n 3 -- rsync -a src/ backup:dst/\n",
       out);
 }
 
@@ -168,8 +208,10 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   resil_backoff_init(&o->backoff);
   o->attempt_timeout = RESIL_NS_MAX;
   o->kill_after = 5 * RESIL_SEC;
+  breaker_settings_init(&o->bset);
 
   int decorrelated = 0, jitter_set = 0, cap_set = 0;
+  const char *breaker_opt = NULL; /* an option that needs --breaker */
   cli_optparser p;
   cli_optparser_init(&p, argc, argv, CMD, run_options);
   for (;;) {
@@ -232,6 +274,31 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         bad = cli_parse_uint(CMD, name, val, UINT64_MAX, &o->seed);
         o->use_seed = 1;
         break;
+      case OPT_BREAKER:
+        if (!breaker_name_valid(val))
+          return cli_usage_error(CMD,
+                                 "invalid breaker name for --breaker: '%s' (use 1 to %d letters, "
+                                 "digits and . _ - : @ / +, not starting with -)",
+                                 val, BREAKER_NAME_MAX);
+        o->breaker = val;
+        break;
+      case OPT_BREAKER_FAILURES:
+        bad = cli_parse_uint(CMD, name, val, UINT32_MAX, &u);
+        if (!bad && u == 0) return cli_usage_error(CMD, "--breaker-failures must be at least 1");
+        o->bset.failures = (uint32_t)u;
+        breaker_opt = "--breaker-failures";
+        break;
+      case OPT_BREAKER_OPEN:
+        bad = cli_parse_duration(CMD, name, val, &d);
+        if (!bad && d == 0) return cli_usage_error(CMD, "--breaker-open must be more than 0");
+        o->bset.open_duration = d;
+        breaker_opt = "--breaker-open";
+        break;
+      case OPT_STATE:
+        if (val[0] == '\0') return cli_usage_error(CMD, "--state needs a file name");
+        o->state = val;
+        breaker_opt = "--state";
+        break;
       case OPT_QUIET: o->verbosity = QUIET; break;
       case OPT_VERBOSE: o->verbosity = VERBOSE; break;
       case OPT_HELP: cmd_run_help(stdout); return CLI_EXIT_OK;
@@ -245,6 +312,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
 
   if (o->attempts == 0 && o->max_time == RESIL_NS_MAX)
     return cli_usage_error(CMD, "--attempts 0 (no limit) needs --max-time");
+  if (breaker_opt && o->breaker == NULL)
+    return cli_usage_error(CMD, "%s needs --breaker NAME", breaker_opt);
   if (decorrelated) {
     if (jitter_set && o->backoff.jitter != RESIL_JITTER_DECORRELATED)
       return cli_usage_error(CMD, "--backoff decorrelated sets its own jitter; drop --jitter %s",
@@ -279,6 +348,9 @@ typedef struct run_ctx {
   int last_by_deadline; /* its timeout was the time left before --max-time */
   int signo;          /* the interrupting signal, or 0 */
   int between;        /* it came while no attempt was running */
+  breaker_store *store; /* --breaker: the open state file, else NULL */
+  resil_permit permit;  /* the breaker's permit for the attempt running */
+  int probe;            /* that attempt is the half-open probe */
 } run_ctx;
 
 static resil_ns ctx_now(void *ud) {
@@ -388,7 +460,8 @@ static void on_give_up(void *ud, const resil_retry_result *res, void *call_ud) {
 
 static void report_policy(const run_opts *o) {
   char n[32], base[32], cap[32], mt[48] = "";
-  if (o->attempts) snprintf(n, sizeof n, "up to %u attempts", (unsigned)o->attempts);
+  if (o->attempts)
+    snprintf(n, sizeof n, "up to %u attempt%s", (unsigned)o->attempts, o->attempts == 1 ? "" : "s");
   else snprintf(n, sizeof n, "unlimited attempts");
   if (o->max_time != RESIL_NS_MAX) {
     char d[32];
@@ -412,6 +485,141 @@ static resil_outcome outcome_of(const run_ctx *c) {
                              o->has_stop_on ? &o->stop_on : NULL);
 }
 
+/* ---- the circuit breaker (--breaker) -------------------------------------- */
+
+typedef struct acquire_call {
+  resil_err err;
+  resil_permit permit;
+  resil_ns retry_in;
+} acquire_call;
+
+static void do_acquire(resil_breaker *b, void *ud) {
+  acquire_call *a = ud;
+  a->err = resil_breaker_acquire(b, &a->permit, &a->retry_in);
+}
+
+typedef struct record_call {
+  const resil_permit *permit;
+  resil_call_result result;
+} record_call;
+
+static void do_record(resil_breaker *b, void *ud) {
+  record_call *r = ud;
+  resil_breaker_record(b, r->permit, r->result, -1);
+}
+
+/* Why an attempt was refused: "is open; next probe in 42s" (with later:
+ * "is open (next probe in 42s)", to be followed by "; not retrying"). */
+static void refusal(const breaker_row *row, resil_ns retry_in, int later, char *buf,
+                    size_t len) {
+  char d[32];
+  switch (row->st.state) {
+    case RESIL_BREAKER_HALF_OPEN: {
+      /* What comes next depends on the probe's result; all that is known
+       * for sure is when it stops counting as running. */
+      resil_ns now = breaker_wall_now(), first = RESIL_NS_MAX;
+      for (int i = 0; i < RESIL_BREAKER_MAX_PROBES; i++) {
+        resil_ns at = row->st.probe_expires[i];
+        if (at != 0 && at < first) first = at;
+      }
+      resil_ns left = first == RESIL_NS_MAX ? retry_in : resil_ns_sub(first, now);
+      snprintf(buf, len, "is half-open and a probe is already running (it times out in %s)",
+               cli_fmt_duration(left, d));
+      break;
+    }
+    case RESIL_BREAKER_FORCED_OPEN: snprintf(buf, len, "is forced open"); break;
+    default:
+      snprintf(buf, len, later ? "is open (next probe in %s)" : "is open; next probe in %s",
+               cli_fmt_duration(retry_in, d));
+      break;
+  }
+}
+
+/* Before an attempt: ask the shared breaker for a permit. Returns -1 to go
+ * ahead, or the exit status when the command must not be started. */
+static int breaker_acquire(run_ctx *c, uint32_t attempt) {
+  const run_opts *o = c->opts;
+  acquire_call a;
+  memset(&a, 0, sizeof a);
+  breaker_row after;
+  if (breaker_store_update(c->store, o->breaker, &o->bset, BSTORE_CREATE, do_acquire, &a, NULL,
+                           &after) != BSTORE_OK) {
+    /* Fail closed: without the breaker's word, the command does not run. */
+    cli_msg("%s; not running the command", breaker_store_errmsg(c->store));
+    return CLI_EXIT_IOERR;
+  }
+  if (a.err == RESIL_OK) {
+    c->permit = a.permit;
+    c->probe = after.st.state == RESIL_BREAKER_HALF_OPEN;
+    if (c->probe && o->verbosity == VERBOSE)
+      cli_msg("circuit %s is half-open: this attempt is its probe", o->breaker);
+    return -1;
+  }
+  if (a.err != RESIL_ECIRCUIT_OPEN) {
+    cli_msg("circuit %s: %s", o->breaker, resil_strerror(a.err));
+    return CLI_EXIT_INTERNAL;
+  }
+
+  char text[128], why[96];
+  refusal(&after, a.retry_in, attempt > 1, text, sizeof text);
+  if (attempt == 1) {
+    if (o->verbosity != QUIET) cli_msg("circuit %s %s", o->breaker, text);
+    return CLI_EXIT_UNAVAILABLE;
+  }
+  /* Another process opened it while this one waited to retry. */
+  if (o->verbosity != QUIET)
+    cli_msg("circuit %s %s; not retrying (%s)", o->breaker, text, describe(c, why, sizeof why));
+  return c->last.status;
+}
+
+/* What an attempt says about the dependency's health. A status the user
+ * declared final (--stop-on, or not in --retry-on) is a verdict on this
+ * request, not on the dependency (like a 404), and 126/127 mean the command
+ * never ran; an attempt cut short by a signal to resil was stopped by the
+ * user. None of those count either way. */
+static resil_call_result call_result(const run_ctx *c, const resil_outcome *out) {
+  if (c->last.interrupt) return RESIL_CALL_IGNORED;
+  switch (out->kind) {
+    case RESIL_OUTCOME_SUCCESS: return RESIL_CALL_SUCCESS;
+    case RESIL_OUTCOME_RETRYABLE:
+    case RESIL_OUTCOME_RETRY_AFTER: return RESIL_CALL_FAILURE;
+    default: return RESIL_CALL_IGNORED;
+  }
+}
+
+/* After an attempt: record its result in the shared breaker. Returns -1 to
+ * go on, or the exit status when the breaker ends the run: this failure
+ * opened it, or the state file failed (the attempt is then not recorded;
+ * a probe's slot stays taken until the probe times out). */
+static int breaker_record(run_ctx *c, resil_call_result result) {
+  const run_opts *o = c->opts;
+  record_call r = {&c->permit, result};
+  breaker_row before, after;
+  char why[96];
+  if (breaker_store_update(c->store, o->breaker, &o->bset, BSTORE_CREATE, do_record, &r, &before,
+                           &after) != BSTORE_OK) {
+    cli_msg("%s; the attempt (%s) was not recorded", breaker_store_errmsg(c->store),
+            describe(c, why, sizeof why));
+    return CLI_EXIT_IOERR;
+  }
+  int opened = before.st.state != RESIL_BREAKER_OPEN && after.st.state == RESIL_BREAKER_OPEN;
+  if (!opened) {
+    if (c->probe && after.st.state == RESIL_BREAKER_CLOSED && o->verbosity == VERBOSE)
+      cli_msg("circuit %s is closed again: the probe succeeded", o->breaker);
+    return -1;
+  }
+  if (o->verbosity != QUIET) {
+    if (c->probe)
+      cli_msg("circuit %s re-opened because the probe failed; not retrying (%s)", o->breaker,
+              describe(c, why, sizeof why));
+    else
+      cli_msg("circuit %s opened after %u consecutive failure%s; not retrying (%s)", o->breaker,
+              (unsigned)o->bset.failures, o->bset.failures == 1 ? "" : "s",
+              describe(c, why, sizeof why));
+  }
+  return c->last.status;
+}
+
 /* Returns resil's exit status. */
 static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
   const run_opts *o = c->opts;
@@ -430,10 +638,15 @@ static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
       return CLI_EXIT_SIGNAL_BASE + sig;
     }
 
+    uint32_t attempt = resil_retry_attempts(st) + 1;
+    if (c->store) {
+      int rc = breaker_acquire(c, attempt);
+      if (rc >= 0) return rc;
+    }
+
     resil_ns per = o->attempt_timeout == RESIL_NS_MAX ? 0 : o->attempt_timeout;
     resil_ns timeout = resil_retry_attempt_timeout(st, per);
     c->last_by_deadline = timeout != RESIL_NS_MAX && (per == 0 || timeout < per);
-    uint32_t attempt = resil_retry_attempts(st) + 1;
     if (o->verbosity == VERBOSE) {
       if (timeout == RESIL_NS_MAX) cli_msg("starting attempt %s", attempt_label(o, attempt, n));
       else
@@ -443,7 +656,15 @@ static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
     }
 
     if (proc_run(o->command, timeout, o->kill_after, &c->last) < 0) {
-      cli_msg("cannot start '%s': %s", o->command[0], strerror(errno));
+      int e = errno;
+      cli_msg("cannot start '%s': %s", o->command[0], strerror(e));
+      if (c->store) {
+        /* Nothing ran: hand the permit back without counting anything. */
+        memset(&c->last, 0, sizeof c->last);
+        c->last.end = PROC_EXEC_FAILED;
+        c->last.exec_errno = e;
+        (void)breaker_record(c, RESIL_CALL_IGNORED);
+      }
       return CLI_EXIT_INTERNAL;
     }
     if (c->last.interrupt) {
@@ -453,6 +674,10 @@ static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
     }
 
     resil_outcome out = outcome_of(c);
+    if (c->store) {
+      int rc = breaker_record(c, call_result(c, &out));
+      if (rc >= 0) return rc;
+    }
     resil_step step = resil_retry_next(st, &out);
     if (step.kind == RESIL_STEP_STOP) {
       if (step.reason == RESIL_STOP_SUCCESS && o->verbosity == VERBOSE) {
@@ -470,24 +695,69 @@ static int run_attempts(run_ctx *c, const resil_retry_policy *policy) {
   }
 }
 
+/* The probe timeout: how long a probe may run before the breaker stops
+ * waiting for its result and counts it as failed (so a `resil run` killed
+ * with SIGKILL while probing cannot wedge the circuit half-open for longer).
+ * It must outlast any attempt that is still running, so it follows the
+ * attempt's own limit, plus the SIGKILL grace and a margin; with no limit,
+ * 10 minutes. */
+static resil_ns probe_timeout(const run_opts *o) {
+  resil_ns limit = o->attempt_timeout < o->max_time ? o->attempt_timeout : o->max_time;
+  if (limit == RESIL_NS_MAX) return 10 * RESIL_MIN;
+  return resil_ns_add(resil_ns_add(limit, o->kill_after), 5 * RESIL_SEC);
+}
+
+/* --breaker: find and open the state file. Returns -1 on success, else the
+ * exit status (after printing why). */
+static int open_breaker(run_opts *o, run_ctx *c) {
+  if (!breaker_store_available()) {
+    cli_msg("this resil was built without SQLite; --breaker is unavailable");
+    return CLI_EXIT_NOT_BUILT;
+  }
+  o->bset.probe_timeout = probe_timeout(o);
+  char path[4096], err[512];
+  const char *state = o->state;
+  if (state == NULL) {
+    if (breaker_default_path(path, sizeof path, 1, err, sizeof err) != 0) {
+      cli_msg("%s; not running the command", err);
+      return CLI_EXIT_IOERR;
+    }
+    state = path;
+  }
+  if (breaker_store_open(&c->store, state, BSTORE_CREATE) != BSTORE_OK) {
+    cli_msg("%s; not running the command", breaker_store_errmsg(c->store));
+    breaker_store_close(c->store);
+    c->store = NULL;
+    return CLI_EXIT_IOERR;
+  }
+  return -1;
+}
+
 int cmd_run_main(int argc, char **argv) {
   run_opts opts;
   int rc = parse_args(argc, argv, &opts);
   if (rc >= 0) return rc;
 
+  run_ctx ctx;
+  memset(&ctx, 0, sizeof ctx);
+  if (opts.breaker) {
+    rc = open_breaker(&opts, &ctx);
+    if (rc >= 0) return rc;
+  }
+
   if (proc_init() < 0) {
     cli_msg("cannot set up signal handling: %s", strerror(errno));
+    breaker_store_close(ctx.store);
     return CLI_EXIT_INTERNAL;
   }
 
-  run_ctx ctx;
-  memset(&ctx, 0, sizeof ctx);
   ctx.opts = &opts;
   ctx.clock.now = ctx_now;
   ctx.clock.sleep = ctx_sleep;
   ctx.clock.ud = &ctx;
   if (resil_cancel_new(&ctx.cancel) != RESIL_OK) {
     cli_msg("out of memory");
+    breaker_store_close(ctx.store);
     return CLI_EXIT_INTERNAL;
   }
 
@@ -507,6 +777,7 @@ int cmd_run_main(int argc, char **argv) {
   resil_err e = resil_retry_policy_new(&policy, &cfg);
   if (e != RESIL_OK) {
     resil_cancel_free(ctx.cancel);
+    breaker_store_close(ctx.store);
     cli_msg("cannot create the retry policy: %s", resil_strerror(e));
     return CLI_EXIT_INTERNAL;
   }
@@ -516,5 +787,6 @@ int cmd_run_main(int argc, char **argv) {
 
   resil_retry_policy_free(policy);
   resil_cancel_free(ctx.cancel);
+  breaker_store_close(ctx.store);
   return rc;
 }

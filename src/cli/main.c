@@ -10,6 +10,8 @@
  * serve, sim, demo, breaker) are one line here plus their cmd_*.c file. */
 static const cli_command commands[] = {
     {"run", "run a command, retrying it with backoff and jitter", cmd_run_main, cmd_run_help},
+    {"breaker", "list, show and reset the circuit breakers of run --breaker", cmd_breaker_main,
+     cmd_breaker_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
