@@ -19,7 +19,15 @@
  *                               (a completed response survives power loss),
  *                               schema versioned with PRAGMA user_version
  *                               and migrated on open
- *   (issue 6 adds redis:// and postgres:// here.)
+ *   redis://[user:pass@]host:port[/db][?prefix=resil:&connect_timeout=MS&timeout=MS]
+ *                               Redis (hiredis): each operation is one Lua
+ *                               script; shared by a fleet of hosts (see
+ *                               docs/stores.md for what a failover can lose)
+ *   postgres://... / postgresql://...
+ *                               PostgreSQL (libpq): unique (scope, key),
+ *                               INSERT ... ON CONFLICT claims; the
+ *                               transactional mode (resil/store_pg.h) stores
+ *                               the response in the caller's transaction
  * Schemes are case-insensitive; PATH and parameter values may use %XX escapes
  * (%3F for a '?' in a file name); sqlite:///abs/path means sqlite:/abs/path.
  *

@@ -160,6 +160,17 @@ typedef struct pg_store {
 
 /* ---- errors ----------------------------------------------------------------------- */
 
+/* snprintf that may cut on purpose (a long message loses its tail). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void put_msg(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -170,7 +181,7 @@ static resil_err fail(pg_store *s, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   pthread_mutex_lock(&s->err_mu);
-  snprintf(s->base.errmsg, sizeof s->base.errmsg, "postgres store %s: %s", s->where, msg);
+  put_msg(s->base.errmsg, sizeof s->base.errmsg, "postgres store %s: %s", s->where, msg);
   pthread_mutex_unlock(&s->err_mu);
   return RESIL_ESTORE;
 }
@@ -843,7 +854,10 @@ static int setup_schema(pg_store *s, PGconn *c) {
 /* ---- open and close ----------------------------------------------------------------- */
 
 static void destroy(pg_store *s) {
-  for (int i = 0; i < s->n_idle; i++) PQfinish(s->idle[i]);
+  /* In a child after fork() the sockets are the parent's: PQfinish would
+   * send Terminate and end the parent's sessions. Leave them be. */
+  if (getpid() == s->pid)
+    for (int i = 0; i < s->n_idle; i++) PQfinish(s->idle[i]);
   if (s->mu_ok) pthread_mutex_destroy(&s->mu);
   if (s->err_mu_ok) pthread_mutex_destroy(&s->err_mu);
   resil_allocator a = s->base.alloc;
@@ -929,8 +943,10 @@ static void set_where(pg_store *s, const char *host, const char *port, const cha
   if (host == NULL || *host == '\0') host = "localhost";
   if (port == NULL || *port == '\0') port = "5432";
   if (db == NULL) db = "";
-  const char *fmt = strchr(host, ':') && host[0] != '/' ? "[%.50s]:%.8s/%.50s" : "%.50s:%.8s/%.50s";
-  snprintf(s->where, sizeof s->where, fmt, host, port, db);
+  if (strchr(host, ':') && host[0] != '/')
+    snprintf(s->where, sizeof s->where, "[%.50s]:%.8s/%.50s", host, port, db);
+  else
+    snprintf(s->where, sizeof s->where, "%.50s:%.8s/%.50s", host, port, db);
 }
 
 /* ---- the URL ------------------------------------------------------------------------- */

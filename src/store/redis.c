@@ -39,7 +39,7 @@
  * the first time. Anything else is RESIL_ESTORE: fail closed. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <hiredis/hiredis.h>
+#include <hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -188,6 +188,17 @@ typedef struct redis_store {
 
 /* ---- errors ---------------------------------------------------------------------- */
 
+/* snprintf that may cut on purpose (a long message loses its tail). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void put_msg(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -198,7 +209,7 @@ static resil_err fail(redis_store *s, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   pthread_mutex_lock(&s->err_mu);
-  snprintf(s->base.errmsg, sizeof s->base.errmsg, "redis store %s: %s", s->where, msg);
+  put_msg(s->base.errmsg, sizeof s->base.errmsg, "redis store %s: %s", s->where, msg);
   pthread_mutex_unlock(&s->err_mu);
   return RESIL_ESTORE;
 }
@@ -207,8 +218,9 @@ static resil_err fail(redis_store *s, const char *fmt, ...) {
 static void conn_error(const redis_store *s, const redisContext *c, char *buf, size_t len) {
   if (c == NULL) {
     snprintf(buf, len, "out of memory");
-  } else if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK ||
-                                        strstr(c->errstr, "temporarily unavailable") != NULL)) {
+  } else if (c->err == REDIS_ERR_IO && (strstr(c->errstr, "temporarily unavailable") != NULL ||
+                                        strstr(c->errstr, "timed out") != NULL)) {
+    /* hiredis puts strerror(EAGAIN) there when SO_RCVTIMEO expires. */
     snprintf(buf, len, "no answer within timeout=%dms", s->timeout_ms);
   } else if (c->err == REDIS_ERR_EOF) {
     snprintf(buf, len, "the server closed the connection");
@@ -233,7 +245,7 @@ static redisContext *connect_one(redis_store *s) {
   if (c == NULL || c->err) {
     conn_error(s, c, why, sizeof why);
     if (c != NULL && c->err == REDIS_ERR_IO &&
-        (errno == EINPROGRESS || errno == ETIMEDOUT || strstr(c->errstr, "timed out")))
+        (strstr(c->errstr, "timed out") || strstr(c->errstr, "in progress")))
       snprintf(why, sizeof why, "no connection within connect_timeout=%lldms",
                (long long)s->connect_tv.tv_sec * 1000 + s->connect_tv.tv_usec / 1000);
     fail(s, "cannot connect: %s", why);
@@ -697,20 +709,20 @@ static resil_err redis_purge(resil_store *bs, uint64_t *purged) {
     if (keys->elements > 0) {
       /* One script call for the whole batch: EVALSHA sha n KEY... now. */
       size_t m = keys->elements;
-      const char **argv = resil__alloc(&bs->alloc, (m + 4) * sizeof *argv);
-      size_t *lens = resil__alloc(&bs->alloc, (m + 4) * sizeof *lens);
-      if (argv == NULL || lens == NULL || m > INT_MAX - 4) {
+      const char **kargv = resil__alloc(&bs->alloc, (m + 4) * sizeof *kargv);
+      size_t *klens = resil__alloc(&bs->alloc, (m + 4) * sizeof *klens);
+      if (kargv == NULL || klens == NULL || m > INT_MAX - 4) {
         fail(s, "cannot purge: out of memory");
         rc = RESIL_ENOMEM;
       } else {
         for (size_t x = 0; x < m; x++) {
           const redisReply *e = keys->element[x];
-          argv[3 + x] = is_str(e) ? e->str : "";
-          lens[3 + x] = is_str(e) ? e->len : 0;
+          kargv[3 + x] = is_str(e) ? e->str : "";
+          klens[3 + x] = is_str(e) ? e->len : 0;
         }
-        argv[3 + m] = now_s;
-        lens[3 + m] = 19;
-        call k = {S_PURGE, (int)m, (int)m + 1, argv, lens, -1};
+        kargv[3 + m] = now_s;
+        klens[3 + m] = 19;
+        call k = {S_PURGE, (int)m, (int)m + 1, kargv, klens, -1};
         redisReply *pr = eval_on(s, c, &k);
         if (pr == NULL) {
           char why[160];
@@ -724,8 +736,8 @@ static resil_err redis_purge(resil_store *bs, uint64_t *purged) {
         }
         if (pr) freeReplyObject(pr);
       }
-      resil__free(&bs->alloc, argv);
-      resil__free(&bs->alloc, lens);
+      resil__free(&bs->alloc, kargv);
+      resil__free(&bs->alloc, klens);
     }
     freeReplyObject(r);
     if (strcmp(cursor, "0") == 0) break;

@@ -492,8 +492,10 @@ resil_err resil_store_open(resil_store **out, const char *url, const resil_store
     if (rc != RESIL_OK) put_err(errbuf, errlen, err[0] ? err : resil_strerror(rc));
     return rc;
 #else
-    put_err(errbuf, errlen,
-            "the redis store is not built into this resil (built with RESIL_WITH_REDIS=OFF)");
+    snprintf(err, sizeof err,
+             "the %s store is not built into this resil (built with RESIL_WITH_REDIS=OFF)",
+             scheme);
+    put_err(errbuf, errlen, err);
     return RESIL_EUNSUPPORTED;
 #endif
   }
@@ -504,8 +506,9 @@ resil_err resil_store_open(resil_store **out, const char *url, const resil_store
     if (rc != RESIL_OK) put_err(errbuf, errlen, err[0] ? err : resil_strerror(rc));
     return rc;
 #else
-    put_err(errbuf, errlen,
-            "the postgres store is not built into this resil (built with RESIL_WITH_PG=OFF)");
+    snprintf(err, sizeof err,
+             "the %s store is not built into this resil (built with RESIL_WITH_PG=OFF)", scheme);
+    put_err(errbuf, errlen, err);
     return RESIL_EUNSUPPORTED;
 #endif
   }
