@@ -7,7 +7,7 @@
 # exits 1. Nothing is downloaded when everything is already installed.
 set -euo pipefail
 
-pkgs=(cmake make gcc libc6-dev pkg-config libcmocka-dev libsqlite3-dev)
+pkgs=(cmake make gcc libc6-dev pkg-config libcmocka-dev libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libhiredis-dev libpq-dev redis-server postgresql)
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;

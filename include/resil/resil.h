@@ -17,5 +17,8 @@
 #include "breaker.h"
 #include "budget.h"
 #include "idem.h"
+#include "store.h"
+#include "store_pg.h"
+#include "idem_server.h"
 
 #endif /* RESIL_H */

@@ -22,6 +22,8 @@ enum cli_exit {
   /* This resil was built without a component the command line asks for
    * (sysexits.h EX_UNAVAILABLE): --breaker without SQLite. Nothing was run. */
   CLI_EXIT_NOT_BUILT = 69,
+  /* The server could not listen on its address (sysexits EX_OSERR). */
+  CLI_EXIT_OSERR = 71,
   /* The --breaker state file cannot be opened, read or written: corrupt,
    * unwritable, or locked for longer than the busy timeout (sysexits.h
    * EX_IOERR). Before an attempt this fails closed: the command is not run.
@@ -62,6 +64,14 @@ int cmd_run_main(int argc, char **argv);
 void cmd_run_help(FILE *out);
 int cmd_breaker_main(int argc, char **argv);
 void cmd_breaker_help(FILE *out);
+int cmd_http_main(int argc, char **argv);
+void cmd_http_help(FILE *out);
+int cmd_serve_main(int argc, char **argv);
+void cmd_serve_help(FILE *out);
+int cmd_sim_main(int argc, char **argv);
+void cmd_sim_help(FILE *out);
+int cmd_demo_main(int argc, char **argv);
+void cmd_demo_help(FILE *out);
 
 /* ---- messages ------------------------------------------------------------ */
 

@@ -12,6 +12,12 @@ static const cli_command commands[] = {
     {"run", "run a command, retrying it with backoff and jitter", cmd_run_main, cmd_run_help},
     {"breaker", "list, show and reset the circuit breakers of run --breaker", cmd_breaker_main,
      cmd_breaker_help},
+    {"http", "make an HTTP request like curl, retrying it safely", cmd_http_main, cmd_http_help},
+    {"serve", "run an HTTP server that fails on purpose, to test clients", cmd_serve_main,
+     cmd_serve_help},
+    {"sim", "simulate retry storms: backoff, jitter, budgets, breakers", cmd_sim_main, cmd_sim_help},
+    {"demo", "watch a retry storm hit an outage, then resil avoid it", cmd_demo_main,
+     cmd_demo_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
