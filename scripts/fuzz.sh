@@ -29,10 +29,14 @@ if [ -f "$build/CMakeCache.txt" ] &&
   exit 2
 fi
 
+# The harnesses link the core objects directly, so the optional components
+# (and their libraries) stay out of the fuzz build.
 CC=clang cmake -S "$root" -B "$build" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DRESIL_BUILD_FUZZ=ON -DRESIL_BUILD_TESTS=OFF -DRESIL_BUILD_CLI=OFF \
-  -DRESIL_BUILD_BENCH=OFF -DRESIL_BUILD_EXAMPLES=OFF >/dev/null
+  -DRESIL_BUILD_BENCH=OFF -DRESIL_BUILD_EXAMPLES=OFF \
+  -DRESIL_WITH_CURL=OFF -DRESIL_WITH_SERVER=OFF -DRESIL_WITH_SQLITE=OFF \
+  -DRESIL_WITH_IDEM=OFF -DRESIL_WITH_REDIS=OFF -DRESIL_WITH_PG=OFF >/dev/null
 cmake --build "$build" --target "${harnesses[@]}" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/resil-fuzz.XXXXXX")"
