@@ -31,15 +31,8 @@
 #include "core/internal.h"
 #include "resil/rng.h"
 #include "resil/store.h"
+#include "store/internal.h"
 
-/* The internal interface (the same declarations as in store.c). */
-resil_err resil__store_memory_open(resil_store **out, const resil_store_options *o,
-                                   size_t max_entries, char *err, size_t errlen);
-resil_err resil__store_headers_size(const resil_http_header *h, size_t n, size_t *out);
-void resil__store_headers_encode(const resil_http_header *h, size_t n, unsigned char *dst);
-resil_err resil__store_replay(resil_claim_result *out, const resil_allocator *a, int status,
-                              const void *headers, size_t headers_len, const void *body,
-                              size_t body_len);
 
 enum { E_CLAIM = 0, E_DONE = 1 };
 

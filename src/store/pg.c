@@ -59,16 +59,9 @@
 
 #include "core/internal.h"
 #include "resil/store.h"
+#include "store/internal.h"
 #include "resil/store_pg.h"
 
-/* The internal interface (the same declarations as in store.c). */
-resil_err resil__store_pg_open(resil_store **out, const resil_store_options *o, const char *url,
-                               char *err, size_t errlen);
-resil_err resil__store_headers_size(const resil_http_header *h, size_t n, size_t *out);
-void resil__store_headers_encode(const resil_http_header *h, size_t n, unsigned char *dst);
-resil_err resil__store_replay(resil_claim_result *out, const resil_allocator *a, int status,
-                              const void *headers, size_t headers_len, const void *body,
-                              size_t body_len);
 
 #define POOL_IDLE 32
 #define DEFAULT_LOCK_TIMEOUT_MS 5000
@@ -160,17 +153,6 @@ typedef struct pg_store {
 
 /* ---- errors ----------------------------------------------------------------------- */
 
-/* snprintf that may cut on purpose (a long message loses its tail). */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void put_msg(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -181,7 +163,7 @@ static resil_err fail(pg_store *s, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   pthread_mutex_lock(&s->err_mu);
-  put_msg(s->base.errmsg, sizeof s->base.errmsg, "postgres store %s: %s", s->where, msg);
+  resil__store_msg(s->base.errmsg, sizeof s->base.errmsg, "postgres store %s: %s", s->where, msg);
   pthread_mutex_unlock(&s->err_mu);
   return RESIL_ESTORE;
 }

@@ -55,15 +55,8 @@
 
 #include "core/internal.h"
 #include "resil/store.h"
+#include "store/internal.h"
 
-/* The internal interface (the same declarations as in store.c). */
-resil_err resil__store_redis_open(resil_store **out, const resil_store_options *o,
-                                  const char *url, char *err, size_t errlen);
-resil_err resil__store_headers_size(const resil_http_header *h, size_t n, size_t *out);
-void resil__store_headers_encode(const resil_http_header *h, size_t n, unsigned char *dst);
-resil_err resil__store_replay(resil_claim_result *out, const resil_allocator *a, int status,
-                              const void *headers, size_t headers_len, const void *body,
-                              size_t body_len);
 
 #define DEFAULT_PORT 6379
 #define DEFAULT_PREFIX "resil:"
@@ -188,17 +181,6 @@ typedef struct redis_store {
 
 /* ---- errors ---------------------------------------------------------------------- */
 
-/* snprintf that may cut on purpose (a long message loses its tail). */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void put_msg(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -209,7 +191,7 @@ static resil_err fail(redis_store *s, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   pthread_mutex_lock(&s->err_mu);
-  put_msg(s->base.errmsg, sizeof s->base.errmsg, "redis store %s: %s", s->where, msg);
+  resil__store_msg(s->base.errmsg, sizeof s->base.errmsg, "redis store %s: %s", s->where, msg);
   pthread_mutex_unlock(&s->err_mu);
   return RESIL_ESTORE;
 }

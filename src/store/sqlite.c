@@ -45,16 +45,8 @@
 
 #include "core/internal.h"
 #include "resil/store.h"
+#include "store/internal.h"
 
-/* The internal interface (the same declarations as in store.c). */
-resil_err resil__store_sqlite_open(resil_store **out, const resil_store_options *o,
-                                   const char *path, int sync_full, int busy_timeout_ms,
-                                   char *err, size_t errlen);
-resil_err resil__store_headers_size(const resil_http_header *h, size_t n, size_t *out);
-void resil__store_headers_encode(const resil_http_header *h, size_t n, unsigned char *dst);
-resil_err resil__store_replay(resil_claim_result *out, const resil_allocator *a, int status,
-                              const void *headers, size_t headers_len, const void *body,
-                              size_t body_len);
 
 /* "RSID": PRAGMA application_id of a resil idempotency store. */
 #define APP_ID 0x52534944
@@ -106,20 +98,8 @@ typedef struct sql_store {
 /* ---- errors ---------------------------------------------------------------- */
 
 /* "sqlite store PATH: MESSAGE". */
-/* snprintf that may cut on purpose: a long path must not cost the message
- * its SQLite detail entirely. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void put_msg(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 static resil_err fail(sql_store *s, const char *msg) {
-  put_msg(s->base.errmsg, sizeof s->base.errmsg, "sqlite store %.120s: %s", s->path, msg);
+  resil__store_msg(s->base.errmsg, sizeof s->base.errmsg, "sqlite store %.120s: %s", s->path, msg);
   return RESIL_ESTORE;
 }
 
@@ -138,7 +118,7 @@ static resil_err fail_db(sql_store *s, const char *what) {
              s->busy_ms);
   else if ((code == SQLITE_CANTOPEN || code == SQLITE_IOERR || code == SQLITE_FULL) && sys != 0)
     snprintf(extra, sizeof extra, " (%s)", strerror(sys));
-  put_msg(msg, sizeof msg, "cannot %s: %s%s", what, sqlite3_errmsg(s->db), extra);
+  resil__store_msg(msg, sizeof msg, "cannot %s: %s%s", what, sqlite3_errmsg(s->db), extra);
   return fail(s, msg);
 }
 

@@ -7,6 +7,7 @@
  * their own URLs. */
 #define _POSIX_C_SOURCE 200809L /* strnlen */
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,31 +15,14 @@
 #include "core/internal.h"
 #include "resil/store.h"
 #include "resil/store_pg.h"
+#include "store/internal.h"
 
-/* ---- the internal interface between store.c and the backends -------------
- * There is no src/store header: memory.c and sqlite.c repeat exactly these
- * declarations for what they use. `o` is resolved (clock and allocator set);
- * `err` is never NULL. */
-resil_err resil__store_memory_open(resil_store **out, const resil_store_options *o,
-                                   size_t max_entries, char *err, size_t errlen);
-resil_err resil__store_sqlite_open(resil_store **out, const resil_store_options *o,
-                                   const char *path, int sync_full, int busy_timeout_ms,
-                                   char *err, size_t errlen);
-/* url is the whole URL (scheme included, any case). */
-resil_err resil__store_redis_open(resil_store **out, const resil_store_options *o,
-                                  const char *url, char *err, size_t errlen);
-resil_err resil__store_pg_open(resil_store **out, const resil_store_options *o, const char *url,
-                               char *err, size_t errlen);
-/* Stored headers: for each header, a 4-byte little-endian length and the
- * name's bytes, then the same for the value. _size fails (RESIL_EINVAL) for
- * sizes that do not fit. */
-resil_err resil__store_headers_size(const resil_http_header *h, size_t n, size_t *out);
-void resil__store_headers_encode(const resil_http_header *h, size_t n, unsigned char *dst);
-/* Fill *out as REPLAY from a stored response, in one allocation from a.
- * RESIL_EPARSE if the encoded headers are malformed, RESIL_ENOMEM. */
-resil_err resil__store_replay(resil_claim_result *out, const resil_allocator *a, int status,
-                              const void *headers, size_t headers_len, const void *body,
-                              size_t body_len);
+void resil__store_msg(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+}
 
 #define SCOPE_KEY_MAX 255
 #define MEMORY_DEFAULT_MAX_ENTRIES 100000
