@@ -68,6 +68,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "export.h"
+#include "log.h"
 #include "time.h"
 
 #ifdef __cplusplus
@@ -145,12 +146,61 @@ typedef struct resil_budget_snapshot {
   uint64_t retries_granted;
   uint64_t retries_denied;
   uint64_t requests_rejected; /* ADAPTIVE */
+  /* Appended: a budget on a backend (resil_budget_new_backend) counts here
+   * the retry decisions its local fallback made because the backend failed;
+   * 0 for a local budget. */
+  uint64_t fallbacks;
 } resil_budget_snapshot;
 
 /* Fill *out (zeroed for a NULL budget). Thread-safe; under concurrent use
  * each field is exact but they are read one after another, not at one
  * instant. */
 RESIL_API void resil_budget_snapshot_get(resil_budget *b, resil_budget_snapshot *out);
+
+/* ---- pluggable backends ---------------------------------------------------
+ *
+ * A budget whose retry decisions are made elsewhere (e.g. a token bucket
+ * shared by a fleet in Redis: resil/fleet.h), as a versioned vtable in the
+ * manner of sqlite3_vfs: the struct only grows at the end, and `version`
+ * says how much of it the backend fills (1: everything below).
+ *
+ *   retry(ud, flags, &granted)   RESIL_OK with *granted 1 or 0, or an error
+ *                                when the backend cannot decide (unreachable,
+ *                                timed out): the budget then decides with its
+ *                                local fallback instead.
+ *   result(ud, success, flags)   optional (may be NULL): as resil_budget_result.
+ *   close(ud)                    optional: called once by resil_budget_free.
+ *   last_error(ud, buf, len)     optional: a one-line description of the
+ *                                failure that made retry() return an error
+ *                                (for the log), never a password.
+ *
+ * Every callback may be called from several threads at once. */
+#define RESIL_BUDGET_BACKEND_VERSION 1
+
+typedef struct resil_budget_backend {
+  int version;      /* RESIL_BUDGET_BACKEND_VERSION */
+  const char *name; /* e.g. "redis"; for the log */
+  resil_err (*retry)(void *ud, unsigned flags, int *granted);
+  void (*result)(void *ud, int success, unsigned flags);
+  void (*close)(void *ud);
+  void (*last_error)(void *ud, char *buf, size_t len);
+} resil_budget_backend;
+
+/* A budget that asks `be` whether a retry may happen, and falls back to a
+ * local budget built from `fallback` (NULL: resil_budget_config_init's
+ * defaults) whenever the backend fails. The first failure of an outage logs
+ * one WARN ("fleet budget NAME unreachable: WHY; using the local budget"),
+ * the first success after it one INFO; every decision made by the fallback
+ * counts in snapshot.fallbacks. resil_budget_request and _result also reach
+ * the fallback, so it is warm when needed. The budget's name and kind are
+ * the fallback's (its config's name, or "default"); snapshot.available is
+ * the fallback's. `be` must outlive the budget; ud is owned by it from a
+ * successful call on (close(ud) at free), and left to the caller on error.
+ * RESIL_OK, RESIL_EINVAL (NULL be or be->retry, version < 1, bad fallback
+ * config), RESIL_ENOMEM, RESIL_ESYS. log may be NULL (silent). */
+RESIL_API resil_err resil_budget_new_backend(resil_budget **out, const resil_budget_backend *be,
+                                             void *ud, const resil_budget_config *fallback,
+                                             resil_log_fn log, void *log_ud);
 
 /* "token-bucket", "ratio", "grpc", "quota", "adaptive"; parse is
  * case-insensitive, RESIL_EINVAL for unknown names. */

@@ -16,6 +16,7 @@
 #include "http_date.h"
 #include "breaker.h"
 #include "budget.h"
+#include "fleet.h"
 #include "idem.h"
 #include "store.h"
 #include "store_pg.h"

@@ -53,6 +53,10 @@ enum {
   OPT_RETRY_STATUS,
   OPT_IDEM_KEY,
   OPT_RETRY_NON_IDEM,
+  OPT_BUDGET_URL,
+  OPT_BUDGET,
+  OPT_BUDGET_RATE,
+  OPT_BUDGET_BURST,
   OPT_QUIET,
   OPT_VERBOSE,
   OPT_HELP
@@ -76,6 +80,10 @@ static const cli_option http_options[] = {
     {"retry-status", 0, 1, OPT_RETRY_STATUS},
     {"idempotency-key", 0, 1, OPT_IDEM_KEY},
     {"retry-non-idempotent", 0, 0, OPT_RETRY_NON_IDEM},
+    {"budget-url", 0, 1, OPT_BUDGET_URL},
+    {"budget", 0, 1, OPT_BUDGET},
+    {"budget-rate", 0, 1, OPT_BUDGET_RATE},
+    {"budget-burst", 0, 1, OPT_BUDGET_BURST},
     {"quiet", 'q', 0, OPT_QUIET},
     {"verbose", 'v', 0, OPT_VERBOSE},
     {"help", 'h', 0, OPT_HELP},
@@ -104,6 +112,9 @@ typedef struct http_opts {
   resil_codeset retry_status;
   const char *idem_key;     /* --idempotency-key, or NULL */
   int retry_non_idem;
+  const char *budget_url;   /* --budget-url, or NULL: no fleet budget */
+  const char *budget_name;  /* --budget */
+  double budget_rate, budget_burst;
   int verbosity;
 } http_opts;
 
@@ -163,6 +174,16 @@ void cmd_http_help(FILE *out) {
       "                           then take effect twice)\n"
       "  A POST or PATCH without a key is retried only when it was never sent\n"
       "  (connection refused, DNS); a 5xx or a timeout ends it.\n"
+      "\n"
+      "Fleet-wide retry budget (shared by every process using the same NAME):\n"
+      "      --budget-url redis://HOST[:PORT][/DB]  keep the budget in Redis\n"
+      "      --budget NAME        the budget to draw retries from\n"
+      "      --budget-rate R      retries per second for the whole fleet\n"
+      "                           (default 10)\n"
+      "      --budget-burst B     retries at once (default 10)\n"
+      "  A retry the budget denies ends the call (exit 75). If Redis cannot be\n"
+      "  reached, a local budget with the same rate and burst decides, and a\n"
+      "  warning says so.\n"
       "\n"
       "DUR is a duration such as 250ms, 1.5s, 2m or 1h30m; a bare number is seconds.\n"
       "\n"
@@ -319,6 +340,17 @@ static int add_data(http_opts *o, const char *val) {
   return 0;
 }
 
+/* A number > 0 (--budget-rate, --budget-burst). 0 or the usage exit. */
+static int parse_positive(const char *opt, const char *text, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !(v > 0) || v > 1e9)
+    return cli_usage_error(CMD, "invalid value for %s: '%s' (a number above 0)", opt, text);
+  *out = v;
+  return 0;
+}
+
 /* Parse argv into *o. Returns -1 to go on, or an exit status: 0 after
  * --help, CLI_EXIT_USAGE after a usage error. */
 static int parse_args(int argc, char **argv, http_opts *o) {
@@ -330,6 +362,8 @@ static int parse_args(int argc, char **argv, http_opts *o) {
   o->retry_after_max = 60 * RESIL_SEC;
   o->retry_after_max_text = "60s";
   resil_http_retry_statuses_default(&o->retry_status);
+  o->budget_rate = 10;
+  o->budget_burst = 10;
 
   int cap_set = 0;
   cli_optparser p;
@@ -414,6 +448,20 @@ static int parse_args(int argc, char **argv, http_opts *o) {
         o->idem_key = val;
         break;
       case OPT_RETRY_NON_IDEM: o->retry_non_idem = 1; break;
+      case OPT_BUDGET_URL:
+        if (strncmp(val, "redis://", 8) != 0)
+          return cli_usage_error(CMD, "--budget-url must be a redis:// URL, not '%s'", val);
+        o->budget_url = val;
+        break;
+      case OPT_BUDGET:
+        if (val[0] == '\0') return cli_usage_error(CMD, "--budget needs a name");
+        o->budget_name = val;
+        break;
+      case OPT_BUDGET_RATE: bad = parse_positive(name, val, &o->budget_rate); break;
+      case OPT_BUDGET_BURST:
+        bad = parse_positive(name, val, &o->budget_burst);
+        if (!bad && o->budget_burst < 1) return cli_usage_error(CMD, "--budget-burst must be at least 1");
+        break;
       case OPT_QUIET: o->verbosity = QUIET; break;
       case OPT_VERBOSE: o->verbosity = VERBOSE; break;
       case OPT_HELP: cmd_http_help(stdout); return CLI_EXIT_OK;
@@ -437,6 +485,10 @@ static int parse_args(int argc, char **argv, http_opts *o) {
   }
   if (resil_backoff_validate(&o->backoff) != RESIL_OK)
     return cli_usage_error(CMD, "invalid backoff settings");
+  if (o->budget_url && !o->budget_name)
+    return cli_usage_error(CMD, "--budget-url needs --budget NAME");
+  if (o->budget_name && !o->budget_url)
+    return cli_usage_error(CMD, "--budget needs --budget-url redis://...");
   if (o->method == NULL) o->method = o->n_data ? "POST" : "GET";
   return -1;
 }
@@ -682,7 +734,10 @@ static void report_final(const http_ctx *c, const resil_http_response *r) {
               cli_fmt_duration(last ? last->retry_after : 0, a), http_delay_source(r),
               o->retry_after_max_text);
       break;
-    case RESIL_STOP_BUDGET: cli_msg("giving up: retry budget exhausted: %s", what); break;
+    case RESIL_STOP_BUDGET:
+      if (o->budget_name) cli_msg("giving up: retry budget %s exhausted: %s", o->budget_name, what);
+      else cli_msg("giving up: retry budget exhausted: %s", what);
+      break;
     case RESIL_STOP_CIRCUIT_OPEN:
       if (attempts == 0) cli_msg("circuit open; the request was not sent");
       else cli_msg("giving up: circuit open: %s", what);
@@ -705,6 +760,14 @@ static int exit_status(const resil_http_response *r) {
 }
 
 /* ---- main ------------------------------------------------------------------ */
+
+/* The fleet budget's log: its warnings (Redis unreachable) unless --quiet,
+ * its notes with --verbose. */
+static void budget_log(void *ud, resil_log_level level, const char *msg) {
+  const http_opts *o = ud;
+  if (o->verbosity == QUIET) return;
+  if (level <= RESIL_LOG_WARN || o->verbosity == VERBOSE) cli_msg("%s", msg);
+}
 
 int cmd_http_main(int argc, char **argv) {
   http_opts o;
@@ -734,15 +797,41 @@ int cmd_http_main(int argc, char **argv) {
   cfg.on_attempt = on_attempt;
   cfg.hook_ud = &ctx;
 
+  resil_budget *budget = NULL;
+  resil_err e;
+  if (o.budget_url) {
+    char why[256];
+    e = resil_fleet_budget_open(&budget, o.budget_url, o.budget_name, o.budget_rate,
+                                o.budget_burst, NULL, budget_log, &o, why, sizeof why);
+    if (e == RESIL_EUNSUPPORTED) {
+      cli_msg("this resil was built without hiredis; --budget-url is unavailable");
+      opts_free(&o);
+      return CLI_EXIT_NOT_BUILT;
+    }
+    if (e == RESIL_EINVAL) {
+      rc = cli_usage_error(CMD, "--budget-url: %s", why);
+      opts_free(&o);
+      return rc;
+    }
+    if (e != RESIL_OK) {
+      cli_msg("cannot create the retry budget: %s", resil_strerror(e));
+      opts_free(&o);
+      return HTTP_CURLE_FAILED_INIT;
+    }
+    cfg.retry.budget = budget;
+  }
+
   resil_http_client *client = NULL;
-  resil_err e = resil_http_client_new(&client, &cfg);
+  e = resil_http_client_new(&client, &cfg);
   if (e == RESIL_EUNSUPPORTED) {
     cli_msg("this resil was built without libcurl; 'resil http' is unavailable");
+    resil_budget_free(budget);
     opts_free(&o);
     return CLI_EXIT_NOT_BUILT;
   }
   if (e != RESIL_OK) {
     cli_msg("cannot create the HTTP client: %s", resil_strerror(e));
+    resil_budget_free(budget);
     opts_free(&o);
     return e == RESIL_ENOMEM ? HTTP_CURLE_OUT_OF_MEMORY : HTTP_CURLE_FAILED_INIT;
   }
@@ -805,6 +894,7 @@ done:
   if (out.fd >= 0) output_abandon(&out);
   resil_http_response_free(resp);
   resil_http_client_free(client);
+  resil_budget_free(budget);
   free(body.p);
   opts_free(&o);
   return rc;

@@ -33,6 +33,7 @@
 #include <math.h> /* isfinite only: the core does not link libm */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -87,6 +88,13 @@ struct resil_budget {
   uint64_t seed;      /* ADAPTIVE */
   int have_mu;
   pthread_mutex_t mu; /* serialises bucket eviction */
+  /* A backend budget (resil_budget_new_backend): the decisions are be's,
+   * and fb (a local budget) makes them while be fails. NULL otherwise. */
+  const resil_budget_backend *be;
+  void *be_ud;
+  resil_budget *fb;
+  resil_log_fn log;
+  void *log_ud;
 
   PAD(0);
   /* TOKEN_BUCKET: theoretical arrival time (ns since creation).
@@ -97,6 +105,8 @@ struct resil_budget {
   _Atomic uint64_t agg_a; /* sum of buckets[].a */
   _Atomic uint64_t agg_b; /* sum of buckets[].b */
   _Atomic uint64_t draws; /* ADAPTIVE: random stream position */
+  _Atomic int outage;     /* backend: 1 while the backend fails */
+  _Atomic uint64_t fallbacks; /* backend: decisions made by fb */
   PAD(2);
   stripe tot[STRIPES];
   bucket buckets[]; /* nb of them for RATIO / ADAPTIVE, else none */
@@ -268,6 +278,8 @@ resil_err resil_budget_new(resil_budget **out, const resil_budget_config *cfg) {
   atomic_init(&b->agg_b, 0);
   atomic_init(&b->draws, 0);
   atomic_init(&b->head, 0);
+  atomic_init(&b->outage, 0);
+  atomic_init(&b->fallbacks, 0);
   for (int i = 0; i < STRIPES; i++) {
     atomic_init(&b->tot[i].requests, 0);
     atomic_init(&b->tot[i].granted, 0);
@@ -296,8 +308,47 @@ resil_err resil_budget_new(resil_budget **out, const resil_budget_config *cfg) {
   return RESIL_OK;
 }
 
+resil_err resil_budget_new_backend(resil_budget **out, const resil_budget_backend *be,
+                                   void *ud, const resil_budget_config *fallback,
+                                   resil_log_fn log, void *log_ud) {
+  if (out == NULL) return RESIL_EINVAL;
+  *out = NULL;
+  if (be == NULL || be->version < 1 || be->retry == NULL) return RESIL_EINVAL;
+  resil_budget_config def;
+  if (fallback == NULL) {
+    resil_budget_config_init(&def);
+    fallback = &def;
+  }
+  resil_budget *fb = NULL;
+  resil_err err = resil_budget_new(&fb, fallback);
+  if (err != RESIL_OK) return err;
+  /* The front handle: a TOKEN_BUCKET-shaped shell (no buckets, no mutex)
+   * whose operations are routed to be and fb; it shares fb's name. */
+  resil_budget_config shell = *fallback;
+  shell.kind = RESIL_BUDGET_TOKEN_BUCKET;
+  shell.name = fb->name;
+  resil_budget *b = NULL;
+  err = resil_budget_new(&b, &shell);
+  if (err != RESIL_OK) {
+    resil_budget_free(fb);
+    return err;
+  }
+  b->kind = fb->kind;
+  b->be = be;
+  b->be_ud = ud;
+  b->fb = fb;
+  b->log = log;
+  b->log_ud = log_ud;
+  *out = b;
+  return RESIL_OK;
+}
+
 void resil_budget_free(resil_budget *b) {
   if (b == NULL) return;
+  if (b->be != NULL) {
+    if (b->be->close) b->be->close(b->be_ud);
+    resil_budget_free(b->fb);
+  }
   if (b->have_mu) pthread_mutex_destroy(&b->mu);
   resil_allocator a = b->alloc;
   resil__free(&a, b);
@@ -515,6 +566,11 @@ static int adaptive_admit(resil_budget *b) {
 resil_err resil_budget_request(resil_budget *b) {
   if (b == NULL) return RESIL_EINVAL;
   count(&my_stripe(b)->requests);
+  if (b->be != NULL) {
+    if (resil_budget_request(b->fb) == RESIL_OK) return RESIL_OK;
+    count(&my_stripe(b)->rejected);
+    return RESIL_EBUDGET;
+  }
   switch (b->kind) {
     case RESIL_BUDGET_RATIO:
       win_count_a(b, win_current(b, now_u(b)));
@@ -528,8 +584,38 @@ resil_err resil_budget_request(resil_budget *b) {
   }
 }
 
+/* ---- backend budgets --------------------------------------------------- */
+
+static void be_log(resil_budget *b, resil_log_level level, const char *msg) {
+  if (b->log) b->log(b->log_ud, level, msg);
+}
+
+static resil_err be_retry(resil_budget *b, unsigned flags) {
+  int ok = 0;
+  resil_err e = b->be->retry(b->be_ud, flags, &ok);
+  char msg[400];
+  if (e == RESIL_OK) {
+    if (atomic_exchange_explicit(&b->outage, 0, RLX)) {
+      snprintf(msg, sizeof msg, "fleet budget %s reachable again; using the %s budget", b->name,
+               b->be->name ? b->be->name : "backend");
+      be_log(b, RESIL_LOG_INFO, msg);
+    }
+    return ok ? granted(b) : denied(b);
+  }
+  if (!atomic_exchange_explicit(&b->outage, 1, RLX) && b->log) {
+    char why[256] = "";
+    if (b->be->last_error) b->be->last_error(b->be_ud, why, sizeof why);
+    snprintf(msg, sizeof msg, "fleet budget %s unreachable: %s; using the local budget", b->name,
+             why[0] ? why : resil_strerror(e));
+    be_log(b, RESIL_LOG_WARN, msg);
+  }
+  atomic_fetch_add_explicit(&b->fallbacks, 1, RLX);
+  return resil_budget_retry(b->fb, flags) == RESIL_OK ? granted(b) : denied(b);
+}
+
 resil_err resil_budget_retry(resil_budget *b, unsigned flags) {
   if (b == NULL) return RESIL_EINVAL;
+  if (b->be != NULL) return be_retry(b, flags);
   switch (b->kind) {
     case RESIL_BUDGET_TOKEN_BUCKET: return tb_retry(b);
     case RESIL_BUDGET_RATIO: return ratio_retry(b);
@@ -542,6 +628,11 @@ resil_err resil_budget_retry(resil_budget *b, unsigned flags) {
 
 void resil_budget_result(resil_budget *b, int success, unsigned flags) {
   if (b == NULL) return;
+  if (b->be != NULL) {
+    if (b->be->result) b->be->result(b->be_ud, success, flags);
+    resil_budget_result(b->fb, success, flags);
+    return;
+  }
   switch (b->kind) {
     case RESIL_BUDGET_GRPC:
       if (success)
@@ -568,7 +659,12 @@ void resil_budget_snapshot_get(resil_budget *b, resil_budget_snapshot *out) {
   memset(out, 0, sizeof *out);
   if (b == NULL) return;
   out->kind = b->kind;
-  switch (b->kind) {
+  if (b->be != NULL) {
+    resil_budget_snapshot f;
+    resil_budget_snapshot_get(b->fb, &f);
+    out->available = f.available;
+    out->fallbacks = atomic_load_explicit(&b->fallbacks, RLX);
+  } else switch (b->kind) {
     case RESIL_BUDGET_TOKEN_BUCKET:
       out->available = tb_available(b);
       break;
