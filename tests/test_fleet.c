@@ -232,6 +232,199 @@ static void test_open_errors(void **state) {
   assert_non_null(strstr(err, "bogus"));
 }
 
+/* ---- the shared circuit ---------------------------------------------------- */
+
+enum { OPEN_MS = 300 };
+
+typedef struct instance {
+  resil_breaker *b;
+  resil_fleet_circuit *fc;
+} instance;
+
+/* A local breaker that opens on one failure for OPEN_MS, and its fleet
+ * handle (quorum 2, one probe, no caching so every acquire sees Redis). */
+static void instance_open(instance *in, const char *url, resil_log_fn log, void *log_ud) {
+  resil_breaker_config bc;
+  resil_breaker_config_init(&bc);
+  bc.name = "svc";
+  bc.failure_threshold = 1;
+  bc.open_duration = OPEN_MS * RESIL_MSEC;
+  bc.open_duration_max = OPEN_MS * RESIL_MSEC;
+  bc.probe_timeout = 5 * RESIL_SEC;
+  assert_int_equal(resil_breaker_new(&in->b, &bc), RESIL_OK);
+  resil_fleet_circuit_config cfg;
+  resil_fleet_circuit_config_init(&cfg);
+  assert_int_equal(cfg.quorum, 2);
+  assert_int_equal(cfg.probes, 1);
+  cfg.redis_url = url;
+  cfg.refresh = 0;
+  cfg.probe_ttl = 2 * RESIL_SEC;
+  cfg.log = log;
+  cfg.log_ud = log_ud;
+  char err[256];
+  assert_int_equal(resil_fleet_circuit_open(&in->fc, &cfg, in->b, err, sizeof err), RESIL_OK);
+}
+
+static void instance_close(instance *in) {
+  resil_fleet_circuit_close(in->fc);
+  resil_breaker_free(in->b);
+}
+
+/* One call with the given result; the acquire's error. */
+static resil_err call(instance *in, resil_call_result r, resil_ns *retry_in) {
+  resil_fleet_permit p;
+  resil_err e = resil_fleet_circuit_acquire(in->fc, &p, retry_in);
+  if (e == RESIL_OK) resil_fleet_circuit_record(in->fc, &p, r, 0);
+  return e;
+}
+
+static void test_circuit_quorum_and_probes(void **state) {
+  (void)state;
+  char url[512];
+  url_for("circuit", url, sizeof url);
+  instance in[3];
+  for (int i = 0; i < 3; i++) instance_open(&in[i], url, NULL, NULL);
+  resil_ns retry_in = -1;
+  resil_fleet_circuit_snapshot s;
+
+  /* One instance open: the others still allow (quorum 2). */
+  assert_int_equal(call(&in[0], RESIL_CALL_FAILURE, NULL), RESIL_OK);
+  assert_int_equal(call(&in[0], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+  assert_int_equal(call(&in[1], RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  assert_int_equal(call(&in[2], RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  resil_fleet_circuit_snapshot_get(in[2].fc, &s);
+  assert_int_equal(s.fleet_open, 0);
+  assert_int_equal(s.instances_open, 1);
+
+  /* Two open: the third refuses, for about the open time left. */
+  assert_int_equal(call(&in[1], RESIL_CALL_FAILURE, NULL), RESIL_OK);
+  retry_in = -1;
+  assert_int_equal(call(&in[2], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+  assert_true(retry_in > 0 && retry_in <= (OPEN_MS + 50) * RESIL_MSEC);
+  resil_fleet_circuit_snapshot_get(in[2].fc, &s);
+  assert_int_equal(s.fleet_open, 1);
+  assert_int_equal(s.instances_open, 2);
+  resil_breaker_snapshot bs;
+  resil_breaker_snapshot_get(in[2].b, &bs);
+  assert_int_equal(bs.state, RESIL_BREAKER_CLOSED); /* the refusal was the fleet's */
+
+  /* After the open times: recovering, one probe for the whole fleet. */
+  sleep_ms(OPEN_MS + 200);
+  resil_fleet_permit probe;
+  assert_int_equal(resil_fleet_circuit_acquire(in[2].fc, &probe, &retry_in), RESIL_OK);
+  assert_true(probe.probe_slot == 0);
+  resil_fleet_circuit_snapshot_get(in[2].fc, &s);
+  assert_int_equal(s.probes_in_flight, 1);
+  assert_int_equal(s.instances_open, 0);
+  for (int i = 0; i < 2; i++) {
+    retry_in = -1;
+    assert_int_equal(call(&in[i], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+    assert_true(retry_in > 0 && retry_in <= 2 * RESIL_SEC);
+    /* the local half-open probe was given back */
+    resil_breaker_snapshot_get(in[i].b, &bs);
+    assert_int_equal(bs.probes_in_flight, 0);
+  }
+  /* A second probe from the same instance is refused too. */
+  assert_int_equal(call(&in[2], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+
+  /* The probe succeeds: the fleet is closed for everyone. */
+  resil_fleet_circuit_record(in[2].fc, &probe, RESIL_CALL_SUCCESS, 0);
+  resil_fleet_circuit_snapshot_get(in[2].fc, &s);
+  assert_int_equal(s.probes_in_flight, 0);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(call(&in[i], RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+    resil_fleet_circuit_snapshot_get(in[i].fc, &s);
+    assert_int_equal(s.fleet_open, 0);
+    assert_int_equal(s.fallbacks, 0);
+  }
+  /* The local breakers closed again and withdrew their entries. */
+  assert_int_equal(call(&in[2], RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  resil_fleet_circuit_snapshot_get(in[2].fc, &s);
+  assert_int_equal(s.instances_open, 0);
+  for (int i = 0; i < 3; i++) instance_close(&in[i]);
+}
+
+/* A failed fleet probe frees its slot for another instance, and the fleet
+ * stays recovering. */
+static void test_circuit_probe_failure(void **state) {
+  (void)state;
+  char url[512];
+  url_for("probefail", url, sizeof url);
+  instance in[3];
+  for (int i = 0; i < 3; i++) instance_open(&in[i], url, NULL, NULL);
+  resil_ns retry_in;
+  assert_int_equal(call(&in[0], RESIL_CALL_FAILURE, NULL), RESIL_OK);
+  assert_int_equal(call(&in[1], RESIL_CALL_FAILURE, NULL), RESIL_OK);
+  assert_int_equal(call(&in[2], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+  sleep_ms(OPEN_MS + 200);
+  resil_fleet_permit probe;
+  assert_int_equal(resil_fleet_circuit_acquire(in[2].fc, &probe, &retry_in), RESIL_OK);
+  assert_int_equal(probe.probe_slot, 0);
+  resil_fleet_circuit_record(in[2].fc, &probe, RESIL_CALL_FAILURE, 0);
+  /* in[2] is open locally now (one entry: no quorum); in[0] may probe. */
+  assert_int_equal(resil_fleet_circuit_acquire(in[0].fc, &probe, &retry_in), RESIL_OK);
+  assert_int_equal(probe.probe_slot, 0);
+  assert_int_equal(call(&in[1], RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+  resil_fleet_circuit_record(in[0].fc, &probe, RESIL_CALL_SUCCESS, 0);
+  assert_int_equal(call(&in[1], RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  for (int i = 0; i < 3; i++) instance_close(&in[i]);
+}
+
+static void test_circuit_redis_down(void **state) {
+  (void)state;
+  char url[128];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", closed_port());
+  log_rec rec;
+  memset(&rec, 0, sizeof rec);
+  pthread_mutex_init(&rec.mu, NULL);
+  instance in;
+  instance_open(&in, url, rec_log, &rec);
+  resil_ns retry_in;
+  assert_int_equal(call(&in, RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  assert_int_equal(call(&in, RESIL_CALL_FAILURE, &retry_in), RESIL_OK);
+  /* Local behaviour: open now, refused by the local breaker. */
+  assert_int_equal(call(&in, RESIL_CALL_SUCCESS, &retry_in), RESIL_ECIRCUIT_OPEN);
+  assert_true(retry_in > 0);
+  sleep_ms(OPEN_MS + 100);
+  assert_int_equal(call(&in, RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  assert_int_equal(call(&in, RESIL_CALL_SUCCESS, &retry_in), RESIL_OK);
+  resil_fleet_circuit_snapshot s;
+  resil_fleet_circuit_snapshot_get(in.fc, &s);
+  assert_true(s.fallbacks > 0);
+  assert_int_equal(s.fleet_open, 0);
+  assert_int_equal(rec.warns, 1); /* once per outage */
+  assert_non_null(strstr(rec.last_warn, "fleet circuit svc unreachable: "));
+  instance_close(&in);
+  pthread_mutex_destroy(&rec.mu);
+}
+
+static void test_circuit_open_errors(void **state) {
+  (void)state;
+  resil_breaker *b = NULL;
+  resil_breaker_config bc;
+  resil_breaker_config_init(&bc);
+  assert_int_equal(resil_breaker_new(&b, &bc), RESIL_OK);
+  resil_fleet_circuit_config cfg;
+  resil_fleet_circuit_config_init(&cfg);
+  resil_fleet_circuit *fc = (resil_fleet_circuit *)1;
+  char err[256];
+  cfg.redis_url = "http://x";
+  assert_int_equal(resil_fleet_circuit_open(&fc, &cfg, b, err, sizeof err), RESIL_EINVAL);
+  assert_null(fc);
+  cfg.redis_url = base_url;
+  cfg.quorum = 0;
+  assert_int_equal(resil_fleet_circuit_open(&fc, &cfg, b, err, sizeof err), RESIL_EINVAL);
+  cfg.quorum = 2;
+  cfg.probes = 0;
+  assert_int_equal(resil_fleet_circuit_open(&fc, &cfg, b, err, sizeof err), RESIL_EINVAL);
+  cfg.probes = 1;
+  assert_int_equal(resil_fleet_circuit_open(&fc, &cfg, NULL, err, sizeof err), RESIL_EINVAL);
+  assert_int_equal(resil_fleet_circuit_open(&fc, &cfg, b, err, sizeof err), RESIL_OK);
+  resil_fleet_circuit_close(fc);
+  resil_fleet_circuit_close(NULL);
+  resil_breaker_free(b);
+}
+
 /* ---- three real processes --------------------------------------------------- */
 
 #ifdef RESIL_FLEET_CLI
@@ -327,6 +520,10 @@ int main(void) {
       cmocka_unit_test(test_names_are_independent),
       cmocka_unit_test(test_shared_bucket_bound),
       cmocka_unit_test(test_unreachable_falls_back),
+      cmocka_unit_test(test_circuit_open_errors),
+      cmocka_unit_test(test_circuit_quorum_and_probes),
+      cmocka_unit_test(test_circuit_probe_failure),
+      cmocka_unit_test(test_circuit_redis_down),
 #ifdef RESIL_FLEET_CLI
       cmocka_unit_test(test_cli_fleet_budget),
       cmocka_unit_test(test_cli_budget_redis_down),
