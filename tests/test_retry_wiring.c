@@ -247,6 +247,98 @@ static void test_step_api_gate_and_abort_release_the_probe(void **state) {
   assert_int_equal(snap.state, RESIL_BREAKER_CLOSED);
 }
 
+
+/* A half-open breaker whose probe slot is taken refuses the next attempt:
+ * stop now, before the budget is charged for a retry that cannot happen. */
+static void test_full_half_open_stops_before_charging(void **state) {
+  fx *f = *state;
+  add_breaker(f, 1, RESIL_SEC);
+  resil_budget_config bc;
+  resil_budget_config_init(&bc);
+  bc.kind = RESIL_BUDGET_QUOTA;
+  bc.clock = f->cfg.clock;
+  assert_int_equal(resil_budget_new(&f->budget, &bc), RESIL_OK);
+  f->cfg.budget = f->budget;
+  make(f);
+  /* Call A is admitted while closed ... */
+  resil_retry_state a;
+  resil_retry_begin(&a, f->policy, NULL, NULL);
+  assert_int_equal(resil_retry_attempt(&a).kind, RESIL_STEP_RETRY);
+  /* ... another caller trips the breaker, and once it half-opens takes the
+   * only probe. */
+  resil_permit p;
+  assert_int_equal(resil_breaker_acquire(f->breaker, &p, NULL), RESIL_OK);
+  resil_breaker_record(f->breaker, &p, RESIL_CALL_FAILURE, 0);
+  resil_fakeclock_advance(f->fc, 2 * RESIL_SEC);
+  resil_permit probe;
+  assert_int_equal(resil_breaker_acquire(f->breaker, &probe, NULL), RESIL_OK);
+  resil_budget_snapshot before, after;
+  resil_budget_snapshot_get(f->budget, &before);
+  /* A's failure: the breaker cannot admit A's retry, so A stops now. */
+  resil_outcome bad = {RESIL_OUTCOME_RETRYABLE, 503, 0, 0};
+  resil_step s = resil_retry_next(&a, &bad);
+  assert_int_equal(s.kind, RESIL_STEP_STOP);
+  assert_int_equal(s.reason, RESIL_STOP_CIRCUIT_OPEN);
+  resil_budget_snapshot_get(f->budget, &after);
+  assert_int_equal(after.retries_granted, before.retries_granted);
+  resil_breaker_record(f->breaker, &probe, RESIL_CALL_SUCCESS, 0);
+}
+
+/* An open period shorter than the backoff does not stop the call: by the
+ * time the wait ends the breaker admits a probe. */
+static void test_short_open_period_does_not_stop(void **state) {
+  fx *f = *state;
+  add_breaker(f, 1, 50 * RESIL_MSEC);
+  f->cfg.backoff.base = RESIL_SEC;
+  f->cfg.backoff.cap = RESIL_SEC;
+  make(f);
+  op_ctx c = {0, 1, 0};
+  resil_retry_result r;
+  assert_int_equal(resil_retry_call(f->policy, op, NULL, &c, NULL, &r), RESIL_OK);
+  assert_int_equal(c.calls, 2);
+  assert_int_equal(r.reason, RESIL_STOP_SUCCESS);
+}
+
+/* A clock whose long sleeps are "interrupted" half-way by a cancel. */
+typedef struct {
+  resil_fakeclock *fc;
+  resil_cancel *cancel;
+} cancelling_clock;
+
+static resil_ns cc_now(void *ud) { return resil_fakeclock_now(((cancelling_clock *)ud)->fc); }
+static resil_err cc_sleep(void *ud, resil_ns d, resil_cancel *cancel) {
+  cancelling_clock *cc = ud;
+  if (d >= RESIL_SEC) {
+    resil_fakeclock_advance(cc->fc, d / 2);
+    resil_cancel_fire(cc->cancel);
+    return RESIL_ECANCELED;
+  }
+  resil_clock fake = resil_fakeclock_clock(cc->fc);
+  return fake.sleep(fake.ud, d, cancel);
+}
+
+/* Cancelled while waiting for the breaker's probe: `slept` counts what
+ * passed of the wait, not the whole of it. */
+static void test_cancel_during_probe_wait_counts_what_passed(void **state) {
+  fx *f = *state;
+  cancelling_clock cc = {f->fc, NULL};
+  assert_int_equal(resil_cancel_new(&cc.cancel), RESIL_OK);
+  resil_clock clk = {cc_now, cc_sleep, &cc};
+  f->cfg.clock = clk;
+  add_breaker(f, 1, 4 * RESIL_SEC);
+  f->cfg.wait_for_probe = 1;
+  f->cfg.max_elapsed = 10 * RESIL_SEC;
+  make(f);
+  op_ctx c = {0, 100, 0};
+  resil_retry_result r;
+  assert_int_equal(resil_retry_call(f->policy, op, NULL, &c, cc.cancel, &r), RESIL_ECANCELED);
+  assert_int_equal(r.reason, RESIL_STOP_CANCELLED);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(r.slept, 2 * RESIL_SEC); /* half of the 4 s wait */
+  assert_int_equal(r.elapsed, 2 * RESIL_SEC);
+  resil_cancel_free(cc.cancel);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -257,6 +349,9 @@ int main(void) {
       T(test_budget_denial_stops_retrying),
       T(test_adaptive_rejects_before_the_first_attempt),
       T(test_step_api_gate_and_abort_release_the_probe),
+      T(test_full_half_open_stops_before_charging),
+      T(test_short_open_period_does_not_stop),
+      T(test_cancel_during_probe_wait_counts_what_passed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

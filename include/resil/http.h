@@ -181,7 +181,11 @@ RESIL_API void resil_http_request_init(resil_http_request *req);
  * RESIL_EINVAL (bad request: no URL, body and read_body both set,
  * read_body without rewind_body, invalid idempotency key), RESIL_ENOMEM,
  * RESIL_ESYS (no randomness for an "auto" idempotency key).
- * Thread-safe. */
+ * Thread-safe.
+ * One exception to "intact": a call that stops after a retry of a retryable
+ * status was already decided (cancelled during the wait, or another thread
+ * opened the host's breaker meanwhile) returns that attempt's response, whose
+ * body was drained: at most max_drain bytes of it are kept. */
 RESIL_API resil_err resil_http_do(resil_http_client *c, const resil_http_request *req,
                                   resil_http_response **out);
 

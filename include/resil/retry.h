@@ -211,6 +211,7 @@ typedef struct resil_retry_state {
   int has_permit_;
   int requested_;
   int prev_uncertain_;
+  resil_ns pending_wait_, pending_since_;
   resil_outcome last_;
   resil_permit permit_;
   resil_rng rng_;

@@ -648,6 +648,22 @@ static resil_err acquire_slow(resil_breaker *b, resil_permit *p, resil_ns *retry
   return acquire_locked(b, p, retry_in);
 }
 
+resil_ns resil__breaker_admit_in(resil_breaker *b) {
+  uint64_t w = load_word(b);
+  switch (w_state(w)) {
+    case RESIL_BREAKER_FORCED_OPEN: return RESIL_NS_MAX;
+    case RESIL_BREAKER_OPEN: {
+      resil_ns until = atomic_load_explicit(&b->open_until, memory_order_relaxed);
+      return resil_ns_sub(until, now_of(b));
+    }
+    case RESIL_BREAKER_HALF_OPEN: {
+      resil_ns block = atomic_load_explicit(&b->ho_block, memory_order_relaxed);
+      return block != 0 ? resil_ns_sub(block, now_of(b)) : 0;
+    }
+    default: return 0; /* closed, metrics-only, disabled, or mid-transition */
+  }
+}
+
 resil_err resil_breaker_acquire(resil_breaker *b, resil_permit *permit, resil_ns *retry_in) {
   uint64_t w = load_word(b);
   if (RESIL_LIKELY(w_state(w) == RESIL_BREAKER_CLOSED)) {

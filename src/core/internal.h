@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "resil/alloc.h"
+#include "resil/time.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define RESIL_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -34,6 +35,14 @@ static inline unsigned resil__thread_stripe(unsigned n) {
   unsigned long long a = (unsigned long long)(size_t)&probe >> 16;
   return (unsigned)((a * 0x9E3779B97F4A7C15ull) >> 58) & (n - 1);
 }
+
+/* How long until resil_breaker_acquire would admit a call: 0 = now (or a
+ * transition is under way), RESIL_NS_MAX = forced open; OPEN and a HALF_OPEN
+ * breaker whose probe slots are all taken give the time until that changes.
+ * Lock-free, counts nothing: the retry engine uses it to stop at once rather
+ * than sleep, charge the budget, and then be refused. */
+struct resil_breaker;
+resil_ns resil__breaker_admit_in(struct resil_breaker *b);
 
 /* ASCII-only, locale-independent helpers. */
 int resil__ascii_lower(int c);

@@ -112,6 +112,8 @@ static void begin_at(resil_retry_state *st, const resil_retry_policy *p, resil_c
   st->has_permit_ = 0;
   st->requested_ = 0;
   st->prev_uncertain_ = 0;
+  st->pending_wait_ = 0;
+  st->pending_since_ = -1;
   st->slept_ = 0;
   st->prev_delay_ = 0;
   st->refused_ = 0;
@@ -143,6 +145,14 @@ static resil_step stop_step(resil_stop_reason r) {
 static resil_step finish(resil_retry_state *st, resil_stop_reason r, resil_ns now) {
   const resil_retry_policy *p = st->policy_;
   st->reason_ = r;
+  if (st->pending_wait_ > 0 && st->pending_since_ >= 0) {
+    /* Stopped during a wait (cancelled): count only what passed of it. */
+    if (now < 0) now = now_of(p);
+    resil_ns waited = resil_ns_sub(now, st->pending_since_);
+    if (waited < st->pending_wait_)
+      st->slept_ = resil_ns_add(resil_ns_sub(st->slept_, st->pending_wait_), waited);
+  }
+  st->pending_wait_ = 0;
   if (st->has_permit_) {
     /* Stopped between acquire and outcome (aborted, verified): hand the
      * permit back without counting it either way. */
@@ -198,20 +208,30 @@ static int probe_wait_fits(const resil_retry_state *st, resil_ns probe_in, resil
   return now <= st->deadline_ && probe_in <= st->deadline_ - now;
 }
 
-/* 1 when the breaker rejects calls and waiting for its probe does not fit
- * (*probe_in = time to the probe); 0 otherwise, with *probe_in the wait
- * needed before the next attempt (0 when closed). */
-static int breaker_is_open(const resil_retry_state *st, resil_ns now, resil_ns *probe_in) {
-  resil_breaker_snapshot snap;
-  resil_breaker_snapshot_get(st->policy_->cfg.breaker, &snap);
+/* 1 when the breaker will still refuse calls after this retry's delay and
+ * waiting for it does not fit the call (*probe_in = time until it admits
+ * one); 0 otherwise, with *probe_in the extra wait needed (0 when the
+ * breaker admits calls by the time the backoff ends). */
+static int breaker_is_open(const resil_retry_state *st, resil_ns now, resil_ns delay,
+                           resil_ns *probe_in) {
+  resil_ns in = resil__breaker_admit_in(st->policy_->cfg.breaker);
   *probe_in = 0;
-  if (snap.state != RESIL_BREAKER_OPEN && snap.state != RESIL_BREAKER_FORCED_OPEN) return 0;
-  *probe_in = snap.state == RESIL_BREAKER_FORCED_OPEN ? RESIL_NS_MAX : snap.retry_in;
-  return !probe_wait_fits(st, *probe_in, now);
+  if (in <= delay) return 0;
+  *probe_in = in;
+  return !probe_wait_fits(st, in, now);
+}
+
+/* A wait handed out (a backoff or a breaker probe): counted in `slept` now,
+ * corrected in finish() if the call is cancelled before it is over. */
+static void wait_begins(resil_retry_state *st, resil_ns d, resil_ns now) {
+  st->slept_ = resil_ns_add(st->slept_, d);
+  st->pending_wait_ = d;
+  st->pending_since_ = st->start_ >= 0 ? (now >= 0 ? now : now_of(st->policy_)) : -1;
 }
 
 resil_step resil_retry_attempt(resil_retry_state *st) {
   if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
+  st->pending_wait_ = 0; /* whatever wait preceded this call is over */
   const resil_retry_config *c = &st->policy_->cfg;
   if (c->budget && !st->requested_) {
     st->requested_ = 1;
@@ -221,8 +241,9 @@ resil_step resil_retry_attempt(resil_retry_state *st) {
     resil_ns retry_in = 0;
     if (resil_breaker_acquire(c->breaker, &st->permit_, &retry_in) != RESIL_OK) {
       if (probe_wait_fits(st, retry_in, -1)) {
-        st->slept_ = resil_ns_add(st->slept_, retry_in);
-        return go_step(retry_in > 0 ? retry_in : 1);
+        resil_ns d = retry_in > 0 ? retry_in : 1;
+        wait_begins(st, d, -1);
+        return go_step(d);
       }
       st->refused_ = retry_in;
       return finish(st, RESIL_STOP_CIRCUIT_OPEN, -1);
@@ -256,6 +277,7 @@ resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
 
   resil_outcome out = *o;
   classify(c, &out);
+  st->pending_wait_ = 0;
   st->attempts_++;
   st->last_ = out;
   if (c->breaker || c->budget) record_attempt(st, &out);
@@ -287,7 +309,7 @@ resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
     /* This failure may have opened the breaker: stop now rather than sleep
      * and then be refused, unless the policy waits for the probe. */
     resil_ns probe_in = 0;
-    if (breaker_is_open(st, now, &probe_in)) {
+    if (breaker_is_open(st, now, delay, &probe_in)) {
       st->refused_ = probe_in;
       return finish(st, RESIL_STOP_CIRCUIT_OPEN, now);
     }
@@ -304,7 +326,7 @@ resil_step resil_retry_next(resil_retry_state *st, const resil_outcome *o) {
 
   st->prev_delay_ = backoff;
   st->prev_uncertain_ = out.uncertain != 0;
-  st->slept_ = resil_ns_add(st->slept_, delay);
+  wait_begins(st, delay, now);
   if (c->on_retry) {
     resil_retry_event ev = {st->attempts_, c->max_attempts, delay, &st->last_,
                             now >= 0 ? elapsed_at(st, now) : -1, st->call_ud_};
@@ -414,15 +436,9 @@ resil_err resil_retry_call(const resil_retry_policy *p, resil_op_fn op, resil_ve
     resil_step s = resil_retry_next(&st, &o);
     if (s.kind == RESIL_STEP_STOP) break;
 
-    resil_ns t0 = st.start_ >= 0 ? clk->now(clk->ud) : -1;
     resil_err e = clk->sleep(clk->ud, s.delay, cancel);
     if (e == RESIL_ECANCELED || resil_cancel_fired(cancel)) {
-      /* Count only the part of the wait that actually passed. */
-      if (t0 >= 0) {
-        resil_ns waited = clk->now(clk->ud) - t0;
-        st.slept_ = resil_ns_add(resil_ns_sub(st.slept_, s.delay), waited < s.delay ? waited : s.delay);
-      }
-      resil_retry_abort(&st);
+      resil_retry_abort(&st); /* counts only the part of the wait that passed */
       break;
     }
     if (s.verify && verify && verify(call_ud, &st.last_) > 0) {

@@ -408,6 +408,10 @@ void resil__http_call_result(resil__http_call *k) {
   /* The call ended with its last attempt, or later (cancelled in a wait). */
   int ended_at_last = k->x.decided && k->x.step.kind == RESIL_STEP_STOP && k->resp->attempts > 0;
   k->resp->elapsed = (ended_at_last ? k->t_last : resil__http_now(k->c)) - k->started;
+  /* Stopped after a retry was decided (cancelled in the wait, or another
+   * caller opened the breaker meanwhile): no attempt followed the last one,
+   * so its history entry must not promise a wait before one. */
+  if (!ended_at_last && k->resp->nhist > 0) k->resp->hist[k->resp->nhist - 1].delay = 0;
 }
 
 resil_err resil__http_call_err(const resil__http_call *k) {
