@@ -849,6 +849,8 @@ static void fake_close(resil_store *s) { ((fake_store *)s)->closed++; }
 static const resil_store_vtab fake_vtab = {1,           "fake",       fake_claim, fake_complete,
                                            fake_release, fake_purge, fake_close};
 
+static void set_fail_open(resil_idem_config *c) { c->fail_open = 1; }
+
 static void test_store_failure(void **state) {
   (void)state;
   fx *f = calloc(1, sizeof *f);
@@ -884,6 +886,17 @@ static void test_store_failure(void **state) {
   begin_expect(f, &q, RESIL_IDEM_REJECT, 503, &d);
   resil_idem_decision_clear(&d);
   assert_string_equal(fs.scope, "default");
+
+  /* fail_open: the same failure runs the request, undeduplicated. */
+  open_idem(f, set_fail_open);
+  fs.mode = FAKE_CLAIM_FAILS;
+  resil_idem_txn *open_txn = begin_expect(f, &q, RESIL_IDEM_RUN, 0, &d);
+  assert_null(open_txn);
+  assert_null(d.key);
+  assert_non_null(strstr(f->log.last, "without deduplication"));
+  resil_idem_decision_clear(&d);
+  assert_int_equal(resil_idem_finish(open_txn, NULL), RESIL_OK); /* NULL txn: no-op */
+  open_idem(f, NULL);
 
   /* complete fails: finish says so, and the claim is released. */
   fs.mode = FAKE_COMPLETE_FAILS;

@@ -110,6 +110,9 @@ typedef struct resil_faultserver_config {
   int require_key;          /* default 0: POST /orders without a key runs */
   resil_ns idem_lease;      /* claim lease; default 30s */
   double lost_response_rate; /* default 0.5 */
+  int store_fail_open;      /* default 0: a store failure answers 503 and
+                               creates nothing; 1: the order is created
+                               without deduplication (resil_idem fail_open) */
 } resil_faultserver_config;
 
 RESIL_API void resil_faultserver_config_init(resil_faultserver_config *cfg);

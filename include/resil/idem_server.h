@@ -18,7 +18,8 @@
  *   400  the key is required and missing, or invalid (resil_idem_key_parse)
  *   409  a request with this key is still in progress (with Retry-After)
  *   422  the key was used with a different request (fingerprint mismatch)
- *   503  the store failed (fail closed: nothing runs; with Retry-After)
+ *   503  the store failed (fail closed: nothing runs; with Retry-After);
+ *        with fail_open the request runs instead, without deduplication
  * A request without a key (and require_key off) simply runs: txn is NULL and
  * finish/abort accept NULL. A key header that is present must be valid (400
  * otherwise, required or not), and must appear once (two are invalid).
@@ -94,6 +95,12 @@ typedef struct resil_idem_config {
                                  and when the store fails in begin; called
                                  on the thread of begin/finish/abort */
   void *log_ud;
+  int fail_open;              /* default 0 (fail closed): a store failure
+                                 answers 503 and nothing runs. 1: the request
+                                 runs without deduplication (RUN with a NULL
+                                 txn and key) and a WARN is logged: choose it
+                                 only when a duplicate costs less than an
+                                 outage of the endpoint */
 } resil_idem_config;
 
 RESIL_API void resil_idem_config_init(resil_idem_config *cfg);

@@ -42,6 +42,7 @@ enum {
   OPT_IDEMPOTENT,
   OPT_STORE,
   OPT_REQUIRE_KEY,
+  OPT_STORE_FAIL_OPEN,
   OPT_IDEM_LEASE,
   OPT_LOST_RESPONSE_RATE,
   OPT_HELP
@@ -61,6 +62,7 @@ static const cli_option serve_options[] = {
     {"idempotent", 0, 0, OPT_IDEMPOTENT},
     {"store", 0, 1, OPT_STORE},
     {"require-key", 0, 0, OPT_REQUIRE_KEY},
+    {"store-fail-open", 0, 0, OPT_STORE_FAIL_OPEN},
     {"idem-lease", 0, 1, OPT_IDEM_LEASE},
     {"lost-response-rate", 0, 1, OPT_LOST_RESPONSE_RATE},
     {"help", 'h', 0, OPT_HELP},
@@ -101,6 +103,8 @@ void cmd_serve_help(FILE *out) {
       "      --store URL          where idempotency keys live: memory: (default)\n"
       "                           or sqlite:PATH, which several servers can share\n"
       "      --require-key        POST /orders without an Idempotency-Key gets 400\n"
+      "      --store-fail-open    if the store fails, create the order anyway (no\n"
+      "                           deduplication) instead of answering 503\n"
       "                           (default: it just runs)\n"
       "      --idem-lease DUR     how long a claimed key is held for a request in\n"
       "                           progress; a holder that dies is taken over after\n"
@@ -323,6 +327,10 @@ static int parse_args(int argc, char **argv, resil_faultserver_config *cfg) {
       case OPT_REQUIRE_KEY:
         cfg->require_key = 1;
         needs_idem = "--require-key";
+        break;
+      case OPT_STORE_FAIL_OPEN:
+        cfg->store_fail_open = 1;
+        needs_idem = "--store-fail-open";
         break;
       case OPT_IDEM_LEASE:
         bad = cli_parse_duration(CMD, name, val, &cfg->idem_lease);

@@ -40,6 +40,7 @@ struct resil_idem {
   size_t max_stored_body;
   resil_log_fn log;
   void *log_ud;
+  int fail_open;
 };
 
 struct resil_idem_txn {
@@ -151,6 +152,7 @@ resil_err resil_idem_new(resil_idem **out, const resil_idem_config *cfg) {
   idem->max_stored_body = cfg->max_stored_body;
   idem->log = cfg->log;
   idem->log_ud = cfg->log_ud;
+  idem->fail_open = cfg->fail_open != 0;
   *out = idem;
   return RESIL_OK;
 }
@@ -369,6 +371,12 @@ resil_err resil_idem_begin(resil_idem *idem, const resil_idem_request *req, resi
   resil__free(&idem->alloc, t);
   owned_free(o);
   if (e != RESIL_OK) {
+    if (idem->fail_open) {
+      warnf(idem, "idempotency: store claim for key %s failed (%s); running it without "
+            "deduplication (fail_open)", key, store_msg(idem, e));
+      d->action = RESIL_IDEM_RUN;
+      return RESIL_OK;
+    }
     warnf(idem, "idempotency: store claim for key %s failed (%s); answering 503", key,
           store_msg(idem, e));
     return reject_store(idem, d, key);

@@ -162,6 +162,7 @@ static resil_err start_orders(resil_faultserver *s, const resil_faultserver_conf
   resil_idem_config_init(&ic);
   ic.store = s->store;
   ic.require_key = cfg->require_key;
+  ic.fail_open = cfg->store_fail_open;
   ic.lease = cfg->idem_lease;
   ic.stored_headers = stored;
   ic.n_stored_headers = sizeof stored / sizeof stored[0];
