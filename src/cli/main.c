@@ -6,8 +6,8 @@
 #include "cli.h"
 #include "resil/version.h"
 
-/* Every subcommand, in the order --help lists them. New commands (http,
- * serve, sim, demo, breaker) are one line here plus their cmd_*.c file. */
+/* Every subcommand, in the order --help lists them. A new command is one
+ * line here plus its cmd_*.c file. */
 static const cli_command commands[] = {
     {"run", "run a command, retrying it with backoff and jitter", cmd_run_main, cmd_run_help},
     {"breaker", "list, show and reset the circuit breakers of run --breaker", cmd_breaker_main,
@@ -42,8 +42,12 @@ static void main_help(FILE *out) {
         "  -h, --help     show this help\n"
         "      --version  show the version\n"
         "\n"
-        "Exit status: 0 on success, 64 for a usage error; `resil run` otherwise\n"
-        "exits with the command's status (see 'resil run --help' for the rest).\n"
+        "Exit status: 0 on success, 64 for a usage error, 69 when a command needs\n"
+        "a component this resil was built without. Beyond that each command has\n"
+        "its own: `resil run` passes the command's status through, `resil http`\n"
+        "uses curl's numbers (22 for an HTTP error, 7 for no connection, ...), and\n"
+        "75 means a circuit is open or a retry budget is spent. 'resil COMMAND\n"
+        "--help' and resil(1) list them all.\n"
         "\n"
         "Run 'resil COMMAND --help' for a command's options, and see resil(1).\n",
         out);
