@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "resil/backoff.h"
 #include "resil/time.h"
 
 /* Exit statuses of resil itself. A command's own status is passed through
@@ -139,6 +140,25 @@ int cli_parse_duration(const char *cmd, const char *opt, const char *text,
 /* A decimal number in [0, max]: digits only, no sign, no spaces. */
 int cli_parse_uint(const char *cmd, const char *opt, const char *text,
                    uint64_t max, uint64_t *out);
+
+/* ---- backoff options shared by `run` and `http` -------------------------- */
+
+/* --backoff, --base, --cap and --jitter, and what was given explicitly (the
+ * rules in cli_backoff_finish depend on it). */
+typedef struct cli_backoff {
+  resil_backoff b; /* starts as resil_backoff_init() */
+  int cap_set, jitter_set, decorrelated;
+} cli_backoff;
+
+void cli_backoff_init(cli_backoff *o);
+/* Parse one backoff option; opt is its long name ("--base", "--cap",
+ * "--jitter" or "--backoff"). Returns 0, or CLI_EXIT_USAGE after a message. */
+int cli_backoff_option(const char *cmd, const char *opt, const char *text, cli_backoff *o);
+/* After all options: --backoff decorrelated owns the jitter; a --cap below
+ * --base is an error, but a --base above the default cap raises the cap
+ * ("start here" is what the user means); then validation. Returns 0 or
+ * CLI_EXIT_USAGE. */
+int cli_backoff_finish(const char *cmd, cli_backoff *o);
 
 /* resil_duration_format into a caller buffer; returns buf for use in
  * printf arguments. */

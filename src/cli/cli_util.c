@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
@@ -168,4 +169,68 @@ bad:
 const char *cli_fmt_duration(resil_ns d, char buf[32]) {
   resil_duration_format(d, buf, 32);
   return buf;
+}
+
+/* ---- backoff options ------------------------------------------------------ */
+
+void cli_backoff_init(cli_backoff *o) {
+  memset(o, 0, sizeof *o);
+  resil_backoff_init(&o->b);
+}
+
+int cli_backoff_option(const char *cmd, const char *opt, const char *text, cli_backoff *o) {
+  resil_ns d = 0;
+  if (strcmp(opt, "--backoff") == 0) {
+    if (strcasecmp(text, "decorrelated") == 0) {
+      o->b.kind = RESIL_BACKOFF_EXPONENTIAL;
+      o->decorrelated = 1;
+      return 0;
+    }
+    if (resil_backoff_kind_parse(text, &o->b.kind) == RESIL_OK) {
+      o->decorrelated = 0;
+      return 0;
+    }
+    return cli_usage_error(
+        cmd, "invalid value for --backoff: '%s' (use exponential, constant, linear or decorrelated)",
+        text);
+  }
+  if (strcmp(opt, "--jitter") == 0) {
+    if (resil_jitter_parse(text, &o->b.jitter) != RESIL_OK)
+      return cli_usage_error(cmd,
+                             "invalid value for --jitter: '%s' (use full, equal, none, "
+                             "decorrelated, additive or proportional)",
+                             text);
+    o->jitter_set = 1;
+    return 0;
+  }
+  /* --base or --cap: a positive duration. */
+  if (cli_parse_duration(cmd, opt, text, &d) != 0) return CLI_EXIT_USAGE;
+  if (d == 0) return cli_usage_error(cmd, "%s must be more than 0", opt);
+  if (strcmp(opt, "--cap") == 0) {
+    o->b.cap = d;
+    o->cap_set = 1;
+  } else {
+    o->b.base = d;
+  }
+  return 0;
+}
+
+int cli_backoff_finish(const char *cmd, cli_backoff *o) {
+  if (o->decorrelated) {
+    if (o->jitter_set && o->b.jitter != RESIL_JITTER_DECORRELATED)
+      return cli_usage_error(cmd, "--backoff decorrelated sets its own jitter; drop --jitter %s",
+                             resil_jitter_name(o->b.jitter));
+    o->b.jitter = RESIL_JITTER_DECORRELATED;
+  }
+  if (o->b.cap < o->b.base) {
+    if (o->cap_set) {
+      char b[32], c[32];
+      return cli_usage_error(cmd, "--cap %s is less than --base %s",
+                             cli_fmt_duration(o->b.cap, c), cli_fmt_duration(o->b.base, b));
+    }
+    o->b.cap = o->b.base;
+  }
+  if (resil_backoff_validate(&o->b) != RESIL_OK)
+    return cli_usage_error(cmd, "invalid backoff settings");
+  return 0;
 }

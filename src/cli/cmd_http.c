@@ -358,14 +358,14 @@ static int parse_args(int argc, char **argv, http_opts *o) {
   o->attempts = 5;
   o->max_time = RESIL_NS_MAX;
   o->attempt_timeout = 30 * RESIL_SEC;
-  resil_backoff_init(&o->backoff);
   o->retry_after_max = 60 * RESIL_SEC;
   o->retry_after_max_text = "60s";
   resil_http_retry_statuses_default(&o->retry_status);
   o->budget_rate = 10;
   o->budget_burst = 10;
 
-  int cap_set = 0;
+  cli_backoff bo;
+  cli_backoff_init(&bo);
   cli_optparser p;
   cli_optparser_init(&p, argc, argv, CMD, http_options);
   for (;;) {
@@ -420,22 +420,9 @@ static int parse_args(int argc, char **argv, http_opts *o) {
         o->attempt_timeout = d;
         break;
       case OPT_BASE:
-        bad = cli_parse_duration(CMD, name, val, &d);
-        if (!bad && d == 0) return cli_usage_error(CMD, "--base must be more than 0");
-        o->backoff.base = d;
-        break;
       case OPT_CAP:
-        bad = cli_parse_duration(CMD, name, val, &d);
-        if (!bad && d == 0) return cli_usage_error(CMD, "--cap must be more than 0");
-        o->backoff.cap = d;
-        cap_set = 1;
-        break;
       case OPT_JITTER:
-        if (resil_jitter_parse(val, &o->backoff.jitter) != RESIL_OK)
-          return cli_usage_error(CMD,
-                                 "invalid value for --jitter: '%s' (use full, equal, none, "
-                                 "decorrelated, additive or proportional)",
-                                 val);
+        bad = cli_backoff_option(CMD, name, val, &bo);
         break;
       case OPT_RETRY_AFTER_MAX:
         bad = cli_parse_duration(CMD, name, val, &d);
@@ -474,17 +461,8 @@ static int parse_args(int argc, char **argv, http_opts *o) {
   if (o->url[0] == '\0') return cli_usage_error(CMD, "the URL is empty");
   if (o->attempts == 0 && o->max_time == RESIL_NS_MAX)
     return cli_usage_error(CMD, "--attempts 0 (no limit) needs --max-time");
-  if (o->backoff.cap < o->backoff.base) {
-    if (cap_set) {
-      char b[32], c[32];
-      return cli_usage_error(CMD, "--cap %s is less than --base %s",
-                             cli_fmt_duration(o->backoff.cap, c),
-                             cli_fmt_duration(o->backoff.base, b));
-    }
-    o->backoff.cap = o->backoff.base; /* only --base was raised: the cap follows */
-  }
-  if (resil_backoff_validate(&o->backoff) != RESIL_OK)
-    return cli_usage_error(CMD, "invalid backoff settings");
+  if (cli_backoff_finish(CMD, &bo) != 0) return CLI_EXIT_USAGE;
+  o->backoff = bo.b;
   if (o->budget_url && !o->budget_name)
     return cli_usage_error(CMD, "--budget-url needs --budget NAME");
   if (o->budget_name && !o->budget_url)

@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "breaker_store.h"
 #include "cli.h"
@@ -174,21 +173,6 @@ void cmd_run_help(FILE *out) {
       out);
 }
 
-static int parse_backoff(const char *text, run_opts *o, int *decorrelated) {
-  if (strcasecmp(text, "decorrelated") == 0) {
-    o->backoff.kind = RESIL_BACKOFF_EXPONENTIAL;
-    *decorrelated = 1;
-    return 0;
-  }
-  if (resil_backoff_kind_parse(text, &o->backoff.kind) == RESIL_OK) {
-    *decorrelated = 0;
-    return 0;
-  }
-  return cli_usage_error(
-      CMD, "invalid value for --backoff: '%s' (use exponential, constant, linear or decorrelated)",
-      text);
-}
-
 static int parse_codes(const char *opt, const char *text, resil_codeset *out) {
   resil_err e = resil_codeset_parse(out, text);
   if (e == RESIL_OK) return 0;
@@ -205,12 +189,12 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   memset(o, 0, sizeof *o);
   o->attempts = 5;
   o->max_time = RESIL_NS_MAX;
-  resil_backoff_init(&o->backoff);
   o->attempt_timeout = RESIL_NS_MAX;
   o->kill_after = 5 * RESIL_SEC;
   breaker_settings_init(&o->bset);
 
-  int decorrelated = 0, jitter_set = 0, cap_set = 0;
+  cli_backoff bo;
+  cli_backoff_init(&bo);
   const char *breaker_opt = NULL; /* an option that needs --breaker */
   cli_optparser p;
   cli_optparser_init(&p, argc, argv, CMD, run_options);
@@ -234,26 +218,10 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         o->max_time = d;
         break;
       case OPT_BACKOFF:
-        bad = parse_backoff(val, o, &decorrelated);
-        break;
       case OPT_BASE:
-        bad = cli_parse_duration(CMD, name, val, &d);
-        if (!bad && d == 0) return cli_usage_error(CMD, "--base must be more than 0");
-        o->backoff.base = d;
-        break;
       case OPT_CAP:
-        bad = cli_parse_duration(CMD, name, val, &d);
-        if (!bad && d == 0) return cli_usage_error(CMD, "--cap must be more than 0");
-        o->backoff.cap = d;
-        cap_set = 1;
-        break;
       case OPT_JITTER:
-        if (resil_jitter_parse(val, &o->backoff.jitter) != RESIL_OK)
-          return cli_usage_error(CMD,
-                                 "invalid value for --jitter: '%s' (use full, equal, none, "
-                                 "decorrelated, additive or proportional)",
-                                 val);
-        jitter_set = 1;
+        bad = cli_backoff_option(CMD, name, val, &bo);
         break;
       case OPT_ATTEMPT_TIMEOUT:
         bad = cli_parse_duration(CMD, name, val, &d);
@@ -314,25 +282,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     return cli_usage_error(CMD, "--attempts 0 (no limit) needs --max-time");
   if (breaker_opt && o->breaker == NULL)
     return cli_usage_error(CMD, "%s needs --breaker NAME", breaker_opt);
-  if (decorrelated) {
-    if (jitter_set && o->backoff.jitter != RESIL_JITTER_DECORRELATED)
-      return cli_usage_error(CMD, "--backoff decorrelated sets its own jitter; drop --jitter %s",
-                             resil_jitter_name(o->backoff.jitter));
-    o->backoff.jitter = RESIL_JITTER_DECORRELATED;
-  }
-  if (o->backoff.cap < o->backoff.base) {
-    if (cap_set) {
-      char b[32], c[32];
-      return cli_usage_error(CMD, "--cap %s is less than --base %s",
-                             cli_fmt_duration(o->backoff.cap, c),
-                             cli_fmt_duration(o->backoff.base, b));
-    }
-    /* Only --base was raised past the default cap: the user means "start
-     * here", so let the cap follow rather than refuse. */
-    o->backoff.cap = o->backoff.base;
-  }
-  if (resil_backoff_validate(&o->backoff) != RESIL_OK)
-    return cli_usage_error(CMD, "invalid backoff settings");
+  if (cli_backoff_finish(CMD, &bo) != 0) return CLI_EXIT_USAGE;
+  o->backoff = bo.b;
   return -1;
 }
 
