@@ -282,7 +282,7 @@ static void test_retry_after_too_long(void **state) {
   char u[256];
   resil_ns t0 = mono_now();
   resil_http_response *r = run(c, "GET", URL(u, "/status/503?retry_after=120"), RESIL_EFAILED);
-  assert_true(mono_now() - t0 < RESIL_SEC);
+  assert_true(mono_now() - t0 < 10 * RESIL_SEC); /* not the 120 s asked for */
   assert_int_equal(resil_http_response_stop_reason(r), RESIL_STOP_RETRY_AFTER);
   assert_int_equal(resil_http_response_attempts(r), 1);
   assert_int_equal(resil_http_response_status(r), 503);
@@ -309,7 +309,9 @@ static void test_deadline_cuts_backoff(void **state) {
   resil_http_response *r = NULL;
   resil_ns t0 = mono_now();
   assert_int_equal(resil_http_do(c, &req, &r), RESIL_EFAILED);
-  assert_true(mono_now() - t0 < 300 * RESIL_MSEC);
+  /* The 1 s Retry-After is never waited (the stop reason is the real check;
+   * the bound is generous so a loaded machine cannot make it flaky). */
+  assert_true(mono_now() - t0 < 900 * RESIL_MSEC);
   assert_int_equal(resil_http_response_stop_reason(r), RESIL_STOP_DEADLINE);
   assert_int_equal(resil_http_response_attempts(r), 1);
   assert_int_equal(resil_http_response_status(r), 503);
@@ -326,7 +328,7 @@ static void test_deadline_cuts_backoff(void **state) {
   c = new_client(&cfg);
   t0 = mono_now();
   r = run(c, "GET", URL(u, "/status/500"), RESIL_EFAILED);
-  assert_true(mono_now() - t0 < 200 * RESIL_MSEC);
+  assert_true(mono_now() - t0 < 900 * RESIL_MSEC); /* the 1 s backoff is not waited */
   assert_int_equal(resil_http_response_stop_reason(r), RESIL_STOP_DEADLINE);
   assert_int_equal(resil_http_response_attempts(r), 1);
   resil_http_response_free(r);
@@ -647,6 +649,47 @@ static void test_connection_refused(void **state) {
   resil_http_client_free(c);
 }
 
+static int src_rewind_fails(void *ud) {
+  (void)ud;
+  return -1;
+}
+
+/* A body that cannot be rewound ends the call after the failed attempt, and
+ * the host's breaker still counts that failure as a failure. */
+static void test_read_body_rewind_fails(void **state) {
+  (void)state;
+  resil_http_client_config cfg;
+  test_config(&cfg);
+  cfg.per_host_breakers = 1;
+  resil_http_client *c = new_client(&cfg);
+  static const unsigned char data[] = "not replayable";
+  body_src s = {data, sizeof data - 1, 0, 64, 0, {0}};
+  char u[256];
+  resil_http_request req;
+  resil_http_request_init(&req);
+  req.method = "PUT";
+  req.url = URL(u, "/flaky/norewind?fail=3&status=503");
+  req.read_body = src_read;
+  req.rewind_body = src_rewind_fails;
+  req.body_ud = &s;
+  req.body_size = (int64_t)s.len;
+  resil_http_response *r = NULL;
+  assert_int_equal(resil_http_do(c, &req, &r), RESIL_EFAILED);
+  assert_int_equal(resil_http_response_attempts(r), 1);
+  assert_int_equal(resil_http_response_status(r), 503);
+  assert_int_equal(resil_http_response_stop_reason(r), RESIL_STOP_FATAL);
+  resil_http_response_free(r);
+  char origin[96];
+  snprintf(origin, sizeof origin, "http://127.0.0.1:%u", resil_faultserver_port(g_srv));
+  resil_breaker *b = resil_http_client_breaker(c, origin);
+  assert_non_null(b);
+  resil_breaker_snapshot snap;
+  resil_breaker_snapshot_get(b, &snap);
+  assert_int_equal(snap.failures, 1);
+  assert_int_equal(snap.ignored, 0);
+  resil_http_client_free(c);
+}
+
 /* ---- breakers and budgets --------------------------------------------------------- */
 
 static void test_per_host_breaker(void **state) {
@@ -679,7 +722,8 @@ static void test_per_host_breaker(void **state) {
   uint64_t before = resil_faultserver_requests(g_srv);
   resil_ns t0 = mono_now();
   r = run(c, "GET", URL(u, "/status/200"), RESIL_EFAILED);
-  assert_true(mono_now() - t0 < 100 * RESIL_MSEC);
+  assert_true(mono_now() - t0 < 2 * RESIL_SEC); /* a hang guard: the request count below
+                                                  proves the server was not called */
   assert_int_equal(resil_http_response_attempts(r), 0);
   assert_int_equal(resil_http_response_stop_reason(r), RESIL_STOP_CIRCUIT_OPEN);
   assert_int_equal(resil_http_response_status(r), 0);
@@ -1171,6 +1215,7 @@ int main(void) {
       cmocka_unit_test(test_ratelimit_429),
       cmocka_unit_test(test_post_without_key_not_retried),
       cmocka_unit_test(test_post_auto_key),
+      cmocka_unit_test(test_read_body_rewind_fails),
       cmocka_unit_test(test_read_body_replayed),
       cmocka_unit_test(test_methods_on_one_handle),
       cmocka_unit_test(test_bad_requests),

@@ -251,6 +251,12 @@ RESIL_API resil_step resil_retry_next(resil_retry_state *st,
 /* End the call as RESIL_STOP_VERIFIED (the verify step found that the last
  * attempt had taken effect). Counts as success. */
 RESIL_API void resil_retry_verified(resil_retry_state *st);
+/* End the call now with `reason` (normally RESIL_STOP_FATAL) because the
+ * caller cannot go on, e.g. a request body that cannot be replayed for the
+ * retry just decided. The attempts already reported stay recorded as they
+ * were (breaker, budget). Calls on_give_up unless reason is SUCCESS or
+ * VERIFIED. Returns the STOP step; an earlier stop wins. */
+RESIL_API resil_step resil_retry_stop(resil_retry_state *st, resil_stop_reason reason);
 /* End the call as RESIL_STOP_CANCELLED (e.g. the caller's loop was told to
  * quit during a wait). Calls on_give_up. Returns the STOP step. */
 RESIL_API resil_step resil_retry_abort(resil_retry_state *st);

@@ -340,6 +340,12 @@ void resil_retry_verified(resil_retry_state *st) {
   if (st->reason_ == RESIL_STOP_NONE) finish(st, RESIL_STOP_VERIFIED, -1);
 }
 
+resil_step resil_retry_stop(resil_retry_state *st, resil_stop_reason reason) {
+  if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
+  if (reason == RESIL_STOP_NONE) reason = RESIL_STOP_FATAL;
+  return finish(st, reason, -1);
+}
+
 resil_step resil_retry_abort(resil_retry_state *st) {
   if (st->reason_ != RESIL_STOP_NONE) return stop_step((resil_stop_reason)st->reason_);
   return finish(st, RESIL_STOP_CANCELLED, -1);

@@ -32,16 +32,20 @@ static int retryable(const resil_outcome *o) {
 
 static void decide(resil__http_call *k, resil_outcome o, resil_ns retry_after, resil_ns now) {
   resil__http_xfer *x = &k->x;
-  /* A read_body must be rewound before it can be sent again; if it cannot,
-   * this attempt is the last. (libcurl has stopped sending by now: it stops
-   * an upload when an error status arrives.) */
-  if (retryable(&o) && k->req->read_body && k->req->rewind_body(k->req->body_ud) != 0) {
-    x->rewind_failed = 1;
-    o.kind = RESIL_OUTCOME_FATAL;
-  }
   x->out = o;
   x->retry_after = retry_after;
+  /* The engine sees the real outcome first, so the breaker and the budget
+   * count this failure as what it was. */
   x->step = resil_retry_next(&k->st, &o);
+  /* A read_body must be rewound before it can be sent again; if it cannot,
+   * the retry just decided cannot happen and this attempt is the last.
+   * (libcurl has stopped sending by now: it stops an upload when an error
+   * status arrives.) */
+  if (x->step.kind == RESIL_STEP_RETRY && k->req->read_body &&
+      k->req->rewind_body(k->req->body_ud) != 0) {
+    x->rewind_failed = 1;
+    x->step = resil_retry_stop(&k->st, RESIL_STOP_FATAL);
+  }
   x->decided = 1;
   x->decided_at = now >= 0 ? now : resil__http_now(k->c);
 }
