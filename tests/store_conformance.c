@@ -798,3 +798,35 @@ int store_conformance_run(const store_target *t) {
   snprintf(group, sizeof group, "store conformance: %s", t->name);
   return cmocka_run_group_tests_name(group, tests, NULL, NULL);
 }
+
+/* ---- helpers for the backend-specific tests --------------------------------- */
+
+resil_store_options store_test_options(resil_fakeclock *fc) {
+  resil_store_options o;
+  resil_store_options_init(&o);
+  o.clock = resil_fakeclock_wallclock(fc);
+  return o;
+}
+
+resil_store *store_test_open(resil_fakeclock *fc, const char *url, const char *backend) {
+  resil_store_options o = store_test_options(fc);
+  resil_store *s = NULL;
+  char err[256];
+  resil_err rc = resil_store_open(&s, url, &o, err, sizeof err);
+  if (rc != RESIL_OK) fprintf(stderr, "open %s: %s\n", url, err);
+  assert_int_equal(rc, RESIL_OK);
+  if (backend) assert_string_equal(resil_store_name(s), backend);
+  return s;
+}
+
+void store_test_open_fails(resil_fakeclock *fc, const char *url, resil_err want,
+                           const char *needle, char *err, size_t errlen) {
+  resil_store_options o = store_test_options(fc);
+  resil_store *s = (resil_store *)&o; /* must come back NULL */
+  resil_err rc = resil_store_open(&s, url, &o, err, errlen);
+  if (rc != want) fprintf(stderr, "open %s: %s (%s)\n", url, err, resil_err_name(rc));
+  assert_int_equal(rc, want);
+  assert_null(s);
+  if (needle && strstr(err, needle) == NULL) fprintf(stderr, "'%s' lacks '%s'\n", err, needle);
+  if (needle) assert_non_null(strstr(err, needle));
+}

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "resil/store.h"
+
 typedef struct store_target {
   const char *name;    /* the cmocka group's name, e.g. "memory" */
   const char *backend; /* what resil_store_name() must say, e.g. "sqlite" */
@@ -22,6 +24,18 @@ typedef struct store_target {
   int persistent;
   void *ud;
 } store_target;
+
+/* Helpers the backend-specific store tests share. */
+
+/* Options whose wall clock is fc. */
+resil_store_options store_test_options(resil_fakeclock *fc);
+/* Open url with store_test_options(fc); it must work, and when backend is
+ * not NULL resil_store_name() must say it. */
+resil_store *store_test_open(resil_fakeclock *fc, const char *url, const char *backend);
+/* Opening url must fail with want and no store; the message goes to err and
+ * must contain needle (when not NULL). */
+void store_test_open_fails(resil_fakeclock *fc, const char *url, resil_err want,
+                           const char *needle, char *err, size_t errlen);
 
 /* Run every conformance test against t; returns the number that failed. */
 int store_conformance_run(const store_target *t);

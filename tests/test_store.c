@@ -88,22 +88,11 @@ static int teardown(void **state) {
   return 0;
 }
 
-static resil_store_options opts(fx *f) {
-  resil_store_options o;
-  resil_store_options_init(&o);
-  o.clock = resil_fakeclock_wallclock(f->fc);
-  return o;
-}
+static resil_store_options opts(fx *f) { return store_test_options(f->fc); }
 
 /* Open url, which must work. */
 static resil_store *open_ok(fx *f, const char *url) {
-  resil_store_options o = opts(f);
-  resil_store *s = NULL;
-  char err[256];
-  resil_err rc = resil_store_open(&s, url, &o, err, sizeof err);
-  if (rc != RESIL_OK) fprintf(stderr, "open %s: %s\n", url, err);
-  assert_int_equal(rc, RESIL_OK);
-  return s;
+  return store_test_open(f->fc, url, NULL);
 }
 
 /* Open url, which must fail with want; the message must contain each of

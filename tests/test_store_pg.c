@@ -136,34 +136,15 @@ static int teardown(void **state) {
   return 0;
 }
 
-static resil_store_options opts(fx *f) {
-  resil_store_options o;
-  resil_store_options_init(&o);
-  o.clock = resil_fakeclock_wallclock(f->fc);
-  return o;
-}
+static resil_store_options opts(fx *f) { return store_test_options(f->fc); }
 
 static resil_store *open_ok(fx *f, const char *url) {
-  resil_store_options o = opts(f);
-  resil_store *s = NULL;
-  char err[256];
-  resil_err rc = resil_store_open(&s, url, &o, err, sizeof err);
-  if (rc != RESIL_OK) fprintf(stderr, "open %s: %s\n", url, err);
-  assert_int_equal(rc, RESIL_OK);
-  assert_string_equal(resil_store_name(s), "postgres");
-  return s;
+  return store_test_open(f->fc, url, "postgres");
 }
 
 static void open_fails(fx *f, const char *url, resil_err want, const char *needle, char *err,
                        size_t errlen) {
-  resil_store_options o = opts(f);
-  resil_store *s = (resil_store *)&o;
-  resil_err rc = resil_store_open(&s, url, &o, err, errlen);
-  if (rc != want) fprintf(stderr, "open %s: %s (%s)\n", url, err, resil_err_name(rc));
-  assert_int_equal(rc, want);
-  assert_null(s);
-  if (needle && strstr(err, needle) == NULL) fprintf(stderr, "'%s' lacks '%s'\n", err, needle);
-  if (needle) assert_non_null(strstr(err, needle));
+  store_test_open_fails(f->fc, url, want, needle, err, errlen);
 }
 
 /* A connection with search_path set to the test's schema, and a store on
