@@ -4,6 +4,8 @@
 #ifndef RESIL_STORE_INTERNAL_H
 #define RESIL_STORE_INTERNAL_H
 
+#include <pthread.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "resil/store.h"
@@ -37,5 +39,10 @@ void resil__store_msg(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Set the store's message to "<backend> store <where>: <message>" under mu
+ * (several threads may fail at once) and return RESIL_ESTORE. */
+resil_err resil__store_vfail(resil_store *s, pthread_mutex_t *mu, const char *where,
+                             const char *fmt, va_list ap);
 
 #endif

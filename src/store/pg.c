@@ -157,15 +157,11 @@ typedef struct pg_store {
 __attribute__((format(printf, 2, 3)))
 #endif
 static resil_err fail(pg_store *s, const char *fmt, ...) {
-  char msg[224];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  resil_err e = resil__store_vfail(&s->base, &s->err_mu, s->where, fmt, ap);
   va_end(ap);
-  pthread_mutex_lock(&s->err_mu);
-  resil__store_msg(s->base.errmsg, sizeof s->base.errmsg, "postgres store %s: %s", s->where, msg);
-  pthread_mutex_unlock(&s->err_mu);
-  return RESIL_ESTORE;
+  return e;
 }
 
 /* The first line of a libpq message, with a hint for the states a caller

@@ -185,15 +185,11 @@ typedef struct redis_store {
 __attribute__((format(printf, 2, 3)))
 #endif
 static resil_err fail(redis_store *s, const char *fmt, ...) {
-  char msg[200];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  resil_err e = resil__store_vfail(&s->base, &s->err_mu, s->where, fmt, ap);
   va_end(ap);
-  pthread_mutex_lock(&s->err_mu);
-  resil__store_msg(s->base.errmsg, sizeof s->base.errmsg, "redis store %s: %s", s->where, msg);
-  pthread_mutex_unlock(&s->err_mu);
-  return RESIL_ESTORE;
+  return e;
 }
 
 /* What a broken connection says, in words. */

@@ -24,6 +24,16 @@ void resil__store_msg(char *buf, size_t len, const char *fmt, ...) {
   va_end(ap);
 }
 
+resil_err resil__store_vfail(resil_store *s, pthread_mutex_t *mu, const char *where,
+                             const char *fmt, va_list ap) {
+  char msg[224];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  pthread_mutex_lock(mu);
+  resil__store_msg(s->errmsg, sizeof s->errmsg, "%s store %s: %s", s->vtab->name, where, msg);
+  pthread_mutex_unlock(mu);
+  return RESIL_ESTORE;
+}
+
 #define SCOPE_KEY_MAX 255
 #define MEMORY_DEFAULT_MAX_ENTRIES 100000
 #define SQLITE_DEFAULT_BUSY_MS 5000
