@@ -555,30 +555,30 @@ static void token_bucket_bounds_retries(void **state) {
   static const double rates[] = {1, 2.5};
   static const double bursts[] = {10, 3};
   for (size_t i = 0; i < ARRAY_LEN(rates); i++) {
-    c.budget_rate = rates[i];
-    c.budget_burst = bursts[i];
+    c.guard.budget_rate = rates[i];
+    c.guard.budget_burst = bursts[i];
     /* Every call fails, so every request wants 3 retries: far more than
      * the budget allows, which must then be the limit. */
     sim_independent_point pt;
     assert_int_equal(sim_independent_once(&c, pol, 1.0, 0, &pt), RESIL_OK);
     double span = (double)pt.end_time / 1e9;
-    double bound = c.budget_burst + c.budget_rate * span;
+    double bound = c.guard.budget_burst + c.guard.budget_rate * span;
     print_message("rate %.1f burst %.0f: max %llu retries per client, bound %.1f\n",
-                  c.budget_rate, c.budget_burst, (unsigned long long)pt.max_client_retries,
+                  c.guard.budget_rate, c.guard.budget_burst, (unsigned long long)pt.max_client_retries,
                   bound);
     assert_true((double)pt.max_client_retries <= bound);
     assert_true((double)pt.retries <= c.clients * bound);
     /* ... and reached: demand (30 retries/s per client) lasts the whole
      * duration, so each bucket grants about burst + rate * duration. */
-    double reached = c.budget_burst + c.budget_rate * (double)c.duration / 1e9 - 1;
+    double reached = c.guard.budget_burst + c.guard.budget_rate * (double)c.duration / 1e9 - 1;
     assert_true((double)pt.retries >= 0.97 * c.clients * reached);
     assert_int_equal(pt.successes, 0);
     /* Load: 1 + what the budget lets through. */
     assert_true(pt.load <= 1 + c.clients * bound / (double)pt.requests);
   }
   /* With a budget, amplification stays near 1 + rate / request rate. */
-  c.budget_rate = 1;
-  c.budget_burst = 10;
+  c.guard.budget_rate = 1;
+  c.guard.budget_burst = 10;
   c.duration = 60 * RESIL_SEC;
   sim_independent_point pt;
   assert_int_equal(sim_independent_once(&c, pol, 0.7, 0, &pt), RESIL_OK);

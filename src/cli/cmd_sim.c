@@ -480,8 +480,8 @@ static int setup_collapse(const sim_args *a, sim_collapse_config *c) {
   }
   if (a->given[OPT_TIMEOUT]) c->timeout = a->timeout;
   if (a->given[OPT_ATTEMPTS]) c->attempts = (uint32_t)a->attempts;
-  if (a->given[OPT_BUDGET_RATE]) c->budget_rate = a->budget_rate;
-  if (a->given[OPT_BUDGET_BURST]) c->budget_burst = a->budget_burst;
+  if (a->given[OPT_BUDGET_RATE]) c->guard.budget_rate = a->budget_rate;
+  if (a->given[OPT_BUDGET_BURST]) c->guard.budget_burst = a->budget_burst;
   if (check_backoff(a, &c->base, &c->cap)) return CLI_EXIT_USAGE;
   if (c->duration > 24 * RESIL_HOUR)
     return cli_usage_error(CMD, "--duration is at most 24h");
@@ -516,8 +516,8 @@ static int setup_independent(const sim_args *a, sim_independent_config *c) {
   if (a->given[OPT_DURATION]) c->duration = a->duration;
   if (a->given[OPT_RATE]) c->client_rate = a->rate;
   if (a->given[OPT_ATTEMPTS]) c->attempts = (uint32_t)a->attempts;
-  if (a->given[OPT_BUDGET_RATE]) c->budget_rate = a->budget_rate;
-  if (a->given[OPT_BUDGET_BURST]) c->budget_burst = a->budget_burst;
+  if (a->given[OPT_BUDGET_RATE]) c->guard.budget_rate = a->budget_rate;
+  if (a->given[OPT_BUDGET_BURST]) c->guard.budget_burst = a->budget_burst;
   if (check_backoff(a, &c->base, &c->cap)) return CLI_EXIT_USAGE;
   if (c->duration > 24 * RESIL_HOUR)
     return cli_usage_error(CMD, "--duration is at most 24h");

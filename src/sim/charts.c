@@ -204,8 +204,8 @@ int sim_independent_svg(FILE *out, const sim_independent_result *r) {
   snprintf(sub, sizeof sub,
            "%u clients x %g req/s for %s, up to %u attempts; budget per client %g/s, "
            "burst %g; seed %llu",
-           (unsigned)c->clients, c->client_rate, d1, (unsigned)c->attempts, c->budget_rate,
-           c->budget_burst, (unsigned long long)c->seed);
+           (unsigned)c->clients, c->client_rate, d1, (unsigned)c->attempts, c->guard.budget_rate,
+           c->guard.budget_burst, (unsigned long long)c->seed);
   rc = sim_svg_write(out, "resil sim independent: how retries multiply load", sub, panels, 2);
 done:
   free(x);

@@ -104,14 +104,7 @@ void sim_collapse_config_init(sim_collapse_config *c) {
   c->work_per_inflight = 10 * RESIL_MSEC;
   c->base = RESIL_SEC;
   c->cap = 10 * RESIL_SEC;
-  c->budget_rate = 4;
-  c->budget_burst = 10;
-  c->breaker_window = 100;
-  c->breaker_minimum = 20;
-  c->breaker_failure_rate = 0.5;
-  c->breaker_open = 5 * RESIL_SEC;
-  c->adaptive_window = 10 * RESIL_SEC;
-  c->adaptive_k = 2;
+  sim_guard_config_init(&c->guard, 4, 10);
   static const sim_policy defaults[] = {
       {SIM_RETRY_NONE, 0},
       {SIM_RETRY_IMMEDIATE, 0},
@@ -138,13 +131,7 @@ resil_err sim_collapse_validate(const sim_collapse_config *c) {
   if (c->timeout <= 0 || c->attempts < 1 || c->net_mean < 0) return RESIL_EINVAL;
   if (c->work_base < 0 || c->work_per_inflight < 0) return RESIL_EINVAL;
   if (c->base <= 0 || c->cap < c->base) return RESIL_EINVAL;
-  if (!(c->budget_rate >= 1e-9 && c->budget_rate <= 1e9) || !(c->budget_burst >= 1 &&
-                                                              c->budget_burst <= 1e9))
-    return RESIL_EINVAL;
-  if (c->breaker_window < 1 || c->breaker_minimum < 1 || c->breaker_open <= 0) return RESIL_EINVAL;
-  if (!(c->breaker_failure_rate > 0 && c->breaker_failure_rate <= 1)) return RESIL_EINVAL;
-  if (c->adaptive_window < 10 || !(c->adaptive_k >= 1 && c->adaptive_k <= 1e6))
-    return RESIL_EINVAL;
+  if (sim_guard_config_validate(&c->guard) != RESIL_OK) return RESIL_EINVAL;
   for (size_t i = 0; i < c->npolicies; i++)
     if ((unsigned)c->policies[i].retry > SIM_RETRY_BACKOFF || (c->policies[i].guards & ~7u))
       return RESIL_EINVAL;
@@ -202,48 +189,8 @@ static resil_err run_init(run *r, const sim_collapse_config *c, sim_policy p, ui
   if (e != RESIL_OK) return e;
 
   resil_clock clk = sim_clock_get(&r->clock);
-  if (p.guards & SIM_GUARD_BUDGET) {
-    resil_budget_config bc;
-    resil_budget_config_init(&bc);
-    bc.kind = RESIL_BUDGET_TOKEN_BUCKET;
-    bc.rate = c->budget_rate;
-    bc.burst = c->budget_burst;
-    bc.name = "retries";
-    bc.clock = clk;
-    e = resil_budget_new(&r->bucket, &bc);
-    if (e != RESIL_OK) return e;
-  }
-  if (p.guards & SIM_GUARD_ADAPTIVE) {
-    resil_budget_config bc;
-    resil_budget_config_init(&bc);
-    bc.kind = RESIL_BUDGET_ADAPTIVE;
-    bc.window = c->adaptive_window;
-    bc.k = c->adaptive_k;
-    bc.name = "adaptive";
-    bc.clock = clk;
-    bc.seed = resil_rng_next(&r->rng);
-    bc.use_seed = 1;
-    e = resil_budget_new(&r->adaptive, &bc);
-    if (e != RESIL_OK) return e;
-  }
-  if (p.guards & SIM_GUARD_BREAKER) {
-    resil_breaker_config k;
-    resil_breaker_config_init(&k);
-    k.name = "server";
-    k.trip = RESIL_TRIP_COUNT_WINDOW;
-    k.window_calls = c->breaker_window;
-    k.minimum_calls = c->breaker_minimum;
-    k.failure_rate = c->breaker_failure_rate;
-    k.open_duration = c->breaker_open;
-    k.open_duration_max = c->breaker_open;
-    k.half_open_probes = 1;
-    k.success_threshold = 1;
-    k.clock = clk;
-    k.seed = resil_rng_next(&r->rng);
-    k.use_seed = 1;
-    e = resil_breaker_new(&r->breaker, &k);
-    if (e != RESIL_OK) return e;
-  }
+  e = sim_guards_new(&c->guard, p.guards, clk, &r->rng, &r->bucket, &r->adaptive, &r->breaker);
+  if (e != RESIL_OK) return e;
   return RESIL_OK;
 }
 

@@ -73,14 +73,7 @@ void sim_independent_config_init(sim_independent_config *c) {
   c->attempts = 4;
   c->base = 100 * RESIL_MSEC;
   c->cap = 2 * RESIL_SEC;
-  c->budget_rate = 1;
-  c->budget_burst = 10;
-  c->breaker_window = 100;
-  c->breaker_minimum = 20;
-  c->breaker_failure_rate = 0.5;
-  c->breaker_open = 5 * RESIL_SEC;
-  c->adaptive_window = 10 * RESIL_SEC;
-  c->adaptive_k = 2;
+  sim_guard_config_init(&c->guard, 1, 10);
   static const double ps[] = {0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1};
   c->np = sizeof ps / sizeof ps[0];
   memcpy(c->p, ps, sizeof ps);
@@ -99,13 +92,7 @@ resil_err sim_independent_validate(const sim_independent_config *c) {
   if (!(c->client_rate > 0 && c->client_rate <= 1e6)) return RESIL_EINVAL;
   if (c->duration <= 0 || c->duration > 24 * RESIL_HOUR || c->latency < 0) return RESIL_EINVAL;
   if (c->attempts < 1 || c->base <= 0 || c->cap < c->base) return RESIL_EINVAL;
-  if (!(c->budget_rate >= 1e-9 && c->budget_rate <= 1e9) || !(c->budget_burst >= 1 &&
-                                                              c->budget_burst <= 1e9))
-    return RESIL_EINVAL;
-  if (c->breaker_window < 1 || c->breaker_minimum < 1 || c->breaker_open <= 0) return RESIL_EINVAL;
-  if (!(c->breaker_failure_rate > 0 && c->breaker_failure_rate <= 1)) return RESIL_EINVAL;
-  if (c->adaptive_window < 10 || !(c->adaptive_k >= 1 && c->adaptive_k <= 1e6))
-    return RESIL_EINVAL;
+  if (sim_guard_config_validate(&c->guard) != RESIL_OK) return RESIL_EINVAL;
   if (c->np < 1 || c->np > SIM_MAX_P || c->npolicies < 1 || c->npolicies > SIM_MAX_POLICIES)
     return RESIL_EINVAL;
   for (size_t i = 0; i < c->np; i++)
@@ -150,44 +137,7 @@ static resil_err client_init(run *r, client *k) {
   const sim_independent_config *c = r->c;
   resil_clock clk = sim_clock_get(&r->clock);
   resil_err e = RESIL_OK;
-  if (r->pol.guards & SIM_GUARD_BUDGET) {
-    resil_budget_config bc;
-    resil_budget_config_init(&bc);
-    bc.kind = RESIL_BUDGET_TOKEN_BUCKET;
-    bc.rate = c->budget_rate;
-    bc.burst = c->budget_burst;
-    bc.clock = clk;
-    e = resil_budget_new(&k->bucket, &bc);
-    if (e != RESIL_OK) return e;
-  }
-  if (r->pol.guards & SIM_GUARD_ADAPTIVE) {
-    resil_budget_config bc;
-    resil_budget_config_init(&bc);
-    bc.kind = RESIL_BUDGET_ADAPTIVE;
-    bc.window = c->adaptive_window;
-    bc.k = c->adaptive_k;
-    bc.clock = clk;
-    bc.seed = resil_rng_next(&r->rng);
-    bc.use_seed = 1;
-    e = resil_budget_new(&k->adaptive, &bc);
-    if (e != RESIL_OK) return e;
-  }
-  if (r->pol.guards & SIM_GUARD_BREAKER) {
-    resil_breaker_config bk;
-    resil_breaker_config_init(&bk);
-    bk.trip = RESIL_TRIP_COUNT_WINDOW;
-    bk.window_calls = c->breaker_window;
-    bk.minimum_calls = c->breaker_minimum;
-    bk.failure_rate = c->breaker_failure_rate;
-    bk.open_duration = c->breaker_open;
-    bk.open_duration_max = c->breaker_open;
-    bk.half_open_probes = 1;
-    bk.success_threshold = 1;
-    bk.clock = clk;
-    bk.seed = resil_rng_next(&r->rng);
-    bk.use_seed = 1;
-    e = resil_breaker_new(&k->breaker, &bk);
-  }
+  e = sim_guards_new(&c->guard, r->pol.guards, clk, &r->rng, &k->bucket, &k->adaptive, &k->breaker);
   return e;
 }
 

@@ -298,9 +298,9 @@ void sim_independent_print(FILE *out, const sim_independent_result *r, sim_forma
     fputs(",\n  \"duration_s\": ", out);
     json_num(out, secs(c->duration));
     fprintf(out, ",\n  \"attempts\": %u,\n  \"budget_rate\": ", (unsigned)c->attempts);
-    json_num(out, c->budget_rate);
+    json_num(out, c->guard.budget_rate);
     fputs(",\n  \"budget_burst\": ", out);
-    json_num(out, c->budget_burst);
+    json_num(out, c->guard.budget_burst);
     fputs(",\n  \"points\": [\n", out);
     for (size_t i = 0; i < r->npoints; i++) {
       const sim_independent_point *p = &r->points[i];
@@ -337,7 +337,7 @@ void sim_independent_print(FILE *out, const sim_independent_result *r, sim_forma
           "independent: %u clients x %g req/s for %s; each call fails with probability p; up "
           "to %u attempts;\nbudget: a token bucket of %g/s per client, burst %g; %u run%s, seed %llu\n\n",
           (unsigned)c->clients, c->client_rate, fmt_dur(c->duration, d1), (unsigned)c->attempts,
-          c->budget_rate, c->budget_burst, (unsigned)c->runs, c->runs == 1 ? "" : "s",
+          c->guard.budget_rate, c->guard.budget_burst, (unsigned)c->runs, c->runs == 1 ? "" : "s",
           (unsigned long long)c->seed);
   independent_grid(out, r, "Load multiplier (calls / requests)", 0);
   fputc('\n', out);

@@ -228,6 +228,26 @@ void sim_contention_result_free(sim_contention_result *r);
 
 /* Open-loop Poisson load with a spike against a server that slows down as
  * work piles up; see collapse.c for the model. */
+/* The guards a policy may add (SIM_GUARD_*), as the scenarios configure
+ * them; all run on the simulated clock. */
+typedef struct sim_guard_config {
+  double budget_rate, budget_burst; /* token bucket */
+  uint32_t breaker_window, breaker_minimum; /* count window; default 100, 20 */
+  double breaker_failure_rate; /* default 0.5 */
+  resil_ns breaker_open;       /* default 5s */
+  resil_ns adaptive_window;    /* default 10s (SRE's 2 min outlasts a run) */
+  double adaptive_k;           /* default 2 */
+} sim_guard_config;
+
+/* Defaults above, with the given token bucket. */
+void sim_guard_config_init(sim_guard_config *g, double budget_rate, double budget_burst);
+resil_err sim_guard_config_validate(const sim_guard_config *g);
+/* Create the guards `guards` asks for (NULL for the others). Draws the
+ * adaptive budget's seed, then the breaker's, from rng. */
+resil_err sim_guards_new(const sim_guard_config *g, unsigned guards, resil_clock clk,
+                         resil_rng *rng, resil_budget **bucket, resil_budget **adaptive,
+                         resil_breaker **breaker);
+
 typedef struct sim_collapse_config {
   uint64_t seed;
   uint32_t runs;               /* default 1; series are averaged */
@@ -243,12 +263,8 @@ typedef struct sim_collapse_config {
   resil_ns work_base;          /* server latency: work_base + */
   resil_ns work_per_inflight;  /*   work_per_inflight * in-flight; 1s, 10ms */
   resil_ns base, cap;          /* backoff: default 1s, 10s, full jitter */
-  double budget_rate, budget_burst; /* token bucket; default 4/s, 10 */
-  uint32_t breaker_window, breaker_minimum; /* count window; default 100, 20 */
-  double breaker_failure_rate; /* default 0.5 */
-  resil_ns breaker_open;       /* default 5s */
-  resil_ns adaptive_window;    /* default 10s (SRE's 2 min outlasts the run) */
-  double adaptive_k;           /* default 2 */
+  sim_guard_config guard;      /* one budget and breaker for all clients (a
+                                  process); budget 4/s, burst 10 */
   sim_policy policies[SIM_MAX_POLICIES];
   size_t npolicies;            /* default: see sim_collapse_config_init */
 } sim_collapse_config;
@@ -330,12 +346,7 @@ typedef struct sim_independent_config {
   resil_ns latency;            /* each call's duration; default 20ms */
   uint32_t attempts;           /* per request, the first included; default 4 */
   resil_ns base, cap;          /* backoff: default 100ms, 2s */
-  double budget_rate, budget_burst; /* per client; default 1/s, 10 */
-  uint32_t breaker_window, breaker_minimum; /* per client; default 100, 20 */
-  double breaker_failure_rate; /* default 0.5 */
-  resil_ns breaker_open;       /* default 5s */
-  resil_ns adaptive_window;    /* default 10s */
-  double adaptive_k;           /* default 2 */
+  sim_guard_config guard;      /* per client; budget 1/s, burst 10 */
   double p[SIM_MAX_P];
   size_t np;                   /* default 0, 0.05, 0.1, 0.2, ..., 0.9, 1 */
   sim_policy policies[SIM_MAX_POLICIES];
