@@ -237,3 +237,17 @@ int count_lines(const char *s) {
   for (; *s; s++) n += *s == '\n';
   return n;
 }
+
+void expect_usage_errors(const usage_case *cases, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    capture c;
+    run_resil_argv(&c, NULL, cases[i].args);
+    if (c.status != 64 || strcmp(c.err, cases[i].err) != 0)
+      print_error("case %zu (%s %s): status %d, stderr:\n%s", i, cases[i].args[0],
+                  cases[i].args[1] ? cases[i].args[1] : "", c.status, c.err);
+    assert_int_equal(c.status, 64);
+    assert_string_equal(c.err, cases[i].err);
+    assert_string_equal(c.out, "");
+    capture_free(&c);
+  }
+}

@@ -86,4 +86,14 @@ void path_in(const fixture *f, const char *name, char *buf, size_t len);
 char *slurp(const char *path);
 int count_lines(const char *s);
 
+/* A command line that must be refused: exit 64, nothing on stdout, and
+ * exactly err on stderr. args is NULL-terminated. */
+typedef struct usage_case {
+  const char *args[10];
+  const char *err;
+} usage_case;
+
+/* Run every case with the real binary and check it. */
+void expect_usage_errors(const usage_case *cases, size_t n);
+
 #endif /* RESIL_CLI_HARNESS_H */

@@ -659,10 +659,7 @@ static void test_default_state_path(void **state) {
 
 static void test_usage_errors(void **state) {
   (void)state;
-  static const struct {
-    const char *args[10];
-    const char *err;
-  } cases[] = {
+  static const usage_case cases[] = {
       {{"run", "--breaker", "s", "--breaker-failures", "0", "true"},
        "resil: run: --breaker-failures must be at least 1\nTry 'resil run --help'.\n"},
       {{"run", "--breaker", "s", "--breaker-failures", "x", "true"},
@@ -709,17 +706,7 @@ static void test_usage_errors(void **state) {
       {{"breaker", "list", "--state"},
        "resil: breaker: option '--state' needs a value\nTry 'resil breaker --help'.\n"},
   };
-  for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-    capture c;
-    run_resil_argv(&c, NULL, cases[i].args);
-    if (c.status != 64 || strcmp(c.err, cases[i].err) != 0)
-      print_error("case %zu (%s %s): status %d, stderr:\n%s", i, cases[i].args[0],
-                  cases[i].args[1] ? cases[i].args[1] : "", c.status, c.err);
-    assert_int_equal(c.status, 64);
-    assert_string_equal(c.err, cases[i].err);
-    assert_string_equal(c.out, "");
-    capture_free(&c);
-  }
+  expect_usage_errors(cases, ARRAY_LEN(cases));
 }
 
 static void test_help(void **state) {

@@ -558,15 +558,15 @@ static void test_help(void **state) {
 
 /* ---- usage errors --------------------------------------------------------------------------- */
 
-typedef struct usage_case {
+typedef struct http_usage_case {
   const char *args[6]; /* before the URL, NULL-terminated */
   int no_url;
   const char *message; /* the first line of stderr, after "resil: http: " */
-} usage_case;
+} http_usage_case;
 
 static void test_usage_errors(void **state) {
   (void)state;
-  static const usage_case cases[] = {
+  static const http_usage_case cases[] = {
       {{"-H", "NoColon", NULL}, 0, "invalid header for --header: 'NoColon' (use 'Name: value')"},
       {{"-H", "Bad Name: x", NULL}, 0,
        "invalid header name for --header: 'Bad Name' (use letters, digits and "
@@ -604,7 +604,7 @@ static void test_usage_errors(void **state) {
       {{"-X", NULL}, 1, "option '-X' needs a value"},
   };
   for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-    const usage_case *uc = &cases[i];
+    const http_usage_case *uc = &cases[i];
     const char *argv[10];
     size_t n = 0;
     argv[n++] = "http";

@@ -147,10 +147,7 @@ static void test_not_executable_is_126_and_final(void **state) {
 
 static void test_usage_errors(void **state) {
   (void)state;
-  static const struct {
-    const char *args[8];
-    const char *err;
-  } cases[] = {
+  static const usage_case cases[] = {
       {{"run", "--bogus", "true"},
        "resil: run: unknown option '--bogus'\nTry 'resil run --help'.\n"},
       {{"run", "-x", "true"}, "resil: run: unknown option '-x'\nTry 'resil run --help'.\n"},
@@ -194,17 +191,7 @@ static void test_usage_errors(void **state) {
       {{"frobnicate"}, "resil: unknown command 'frobnicate'\nTry 'resil --help'.\n"},
       {{"--frobnicate"}, "resil: unknown option '--frobnicate'\nTry 'resil --help'.\n"},
   };
-  for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-    capture c;
-    run_resil_argv(&c, NULL, cases[i].args);
-    if (c.status != 64 || strcmp(c.err, cases[i].err) != 0)
-      print_error("case %zu (%s %s): status %d, stderr:\n%s", i, cases[i].args[0],
-                  cases[i].args[1] ? cases[i].args[1] : "", c.status, c.err);
-    assert_int_equal(c.status, 64);
-    assert_string_equal(c.err, cases[i].err);
-    assert_string_equal(c.out, "");
-    capture_free(&c);
-  }
+  expect_usage_errors(cases, ARRAY_LEN(cases));
 }
 
 /* ---- timeouts and deadlines ------------------------------------------------ */
